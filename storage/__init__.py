@@ -1,0 +1,1 @@
+"""Persistence: models, migrations, queries and the artifact store."""
