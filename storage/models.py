@@ -87,6 +87,8 @@ class Tenant(Base):
     external_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
     name: Mapped[str] = mapped_column(String(255))
     hardening: Mapped[dict] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    # Added beside the contract's columns: when the host application last wrote `hardening`.
+    hardening_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class User(Base):
@@ -108,8 +110,8 @@ class WorkspaceMembership(Base):
 class Finding(Base):
     __tablename__ = "findings"
     __table_args__ = (
-        # Serves the streaming reader (tenant, status filter, id order) and the fingerprint aggregate.
-        Index("ix_findings_tenant_status_id", "tenant_id", "status", "id"),
+        # Serves the keyset reader (tenant, id order) and the fingerprint aggregate.
+        Index("ix_findings_tenant_id_id", "tenant_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

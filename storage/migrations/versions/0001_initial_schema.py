@@ -49,6 +49,7 @@ def upgrade() -> None:
     sa.Column('external_id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('hardening', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), server_default=sa.text("'{}'"), nullable=False),
+    sa.Column('hardening_updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_tenants_workspace_id_workspaces'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
     sa.UniqueConstraint('external_id', name=op.f('uq_tenants_external_id'))
@@ -96,7 +97,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_findings_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_findings'))
     )
-    op.create_index('ix_findings_tenant_status_id', 'findings', ['tenant_id', 'status', 'id'], unique=False)
+    op.create_index('ix_findings_tenant_id_id', 'findings', ['tenant_id', 'id'], unique=False)
     op.create_table('operation_runs',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('workspace_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -186,7 +187,7 @@ def downgrade() -> None:
     op.drop_index('ix_operation_runs_tenant_created', table_name='operation_runs')
     op.drop_index('ix_operation_runs_status_heartbeat', table_name='operation_runs')
     op.drop_table('operation_runs')
-    op.drop_index('ix_findings_tenant_status_id', table_name='findings')
+    op.drop_index('ix_findings_tenant_id_id', table_name='findings')
     op.drop_table('findings')
     op.drop_index('ix_audit_logs_workspace_created', table_name='audit_logs')
     op.drop_table('audit_logs')

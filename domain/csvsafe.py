@@ -1,0 +1,24 @@
+"""CSV cells that a spreadsheet would run as a formula are made inert."""
+
+from __future__ import annotations
+
+# OWASP's list: a leading =, +, -, @, tab or carriage return starts a formula (or DDE call)
+# in Excel, LibreOffice and Google Sheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> str:
+    """Render one cell as text, prefixing a single quote where it could run as a formula."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    # NUL cannot be stored by PostgreSQL and breaks some CSV readers; it never carries meaning here.
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if text.startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def neutralise_row(values) -> list[str]:
+    return [neutralise(v) for v in values]

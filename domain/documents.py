@@ -1,0 +1,232 @@
+"""The JSON and CSV documents inside a pack, built from plain values.
+
+The storage layer hands rows over as dicts; these functions decide what each
+file says, including redaction and formula neutralising, so the same rules
+apply whichever reader produced the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+from domain import layout, redaction
+from domain.csvsafe import neutralise_row
+from domain.ziparchive import EntryDigest
+
+SCHEMA_VERSION = 1
+
+
+class InvalidSourceData(ValueError):
+    """A source row cannot be exported as it is (for example a corrupt stored report)."""
+
+
+def json_bytes(document: object) -> bytes:
+    """The one JSON encoding of every pack file: sorted keys, two-space indent, trailing newline."""
+    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False)
+    # Lone surrogates cannot be encoded; they carry no meaning, so they become U+FFFD.
+    return (text + "\n").encode("utf-8", errors="replace")
+
+
+def compact_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
+    evidence = redaction.scrub(row.get("evidence") or {}, include_pii=include_pii)
+    values = {
+        "id": row["id"],
+        "finding_type": row["finding_type"],
+        "severity": row["severity"],
+        "status": row["status"],
+        "subject_type": row["subject_type"],
+        "subject_external_id": row.get("subject_external_id"),
+        "subject_display_name": redaction.display_name(row.get("subject_display_name"), include_pii=include_pii),
+        "title": row["title"] if include_pii else redaction.redact_text(row["title"]),
+        "evidence": compact_json(evidence),
+        "first_seen_at": layout.iso(row.get("first_seen_at")),
+        "last_seen_at": layout.iso(row.get("last_seen_at")),
+        "updated_at": layout.iso(row.get("updated_at")),
+    }
+    return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
+
+
+def operation_row(row: Mapping) -> list[str]:
+    context = row.get("context") or {}
+    values = {
+        "id": row["id"],
+        "type": row["type"],
+        "status": row["status"],
+        "outcome": row.get("outcome"),
+        "reason_code": context.get("reason_code") if isinstance(context, dict) else None,
+        "initiator_user_id": row.get("initiator_user_id"),
+        "created_at": layout.iso(row.get("created_at")),
+        "started_at": layout.iso(row.get("started_at")),
+        "completed_at": layout.iso(row.get("completed_at")),
+    }
+    return neutralise_row(values[c] for c in layout.OPERATIONS_COLUMNS)
+
+
+def hardening_document(hardening: object, *, include_pii: bool) -> dict:
+    if hardening is None:
+        hardening = {}
+    if not isinstance(hardening, dict):
+        raise InvalidSourceData("the tenant's hardening status is not a JSON object")
+    return {"hardening": redaction.scrub(hardening, include_pii=include_pii)}
+
+
+def report_document(report_type: str, report: Mapping | None, *, include_pii: bool) -> dict:
+    """A stored report as exported; an empty structure when the tenant has none."""
+    if report is None:
+        return {"report_type": report_type, "available": False, "generated_at": None, "payload": {}}
+    payload = report.get("payload")
+    if not isinstance(payload, (dict, list)):
+        raise InvalidSourceData(f"stored report {report.get('id')} ({report_type}) has no JSON object payload")
+    return {
+        "report_type": report_type,
+        "available": True,
+        "generated_at": layout.iso(report.get("generated_at")),
+        "payload": redaction.scrub(payload, include_pii=include_pii),
+    }
+
+
+def data_as_of(freshness: Mapping[str, str | None]) -> str | None:
+    """The newest source timestamp's date: how current the pack's data is."""
+    stamps = [v for v in freshness.values() if v]
+    return max(stamps)[:10] if stamps else None
+
+
+def severity_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Counts for the fixed severities in order; unknown severities are kept after them, sorted."""
+    ordered = {s: int(counts.get(s, 0)) for s in layout.SEVERITIES}
+    for other in sorted(set(counts) - set(layout.SEVERITIES)):
+        ordered[other] = int(counts[other])
+    return ordered
+
+
+def summary_document(
+    *,
+    by_severity: Mapping[str, int],
+    by_status: Mapping[str, int],
+    operations: int | None,
+    freshness: Mapping[str, str | None],
+) -> dict:
+    severities = severity_counts(by_severity)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "counts": {
+            "findings": {
+                "total": sum(severities.values()),
+                "by_severity": severities,
+                "by_status": {s: int(by_status.get(s, 0)) for s in layout.INCLUDED_FINDING_STATUSES},
+            },
+            "operations": operations,
+        },
+        "data_as_of": data_as_of(freshness),
+        "data_freshness": dict(sorted(freshness.items())),
+    }
+
+
+def file_entries(specs: Iterable[layout.FileSpec], digests: Mapping[str, EntryDigest]) -> list[dict]:
+    return [
+        {
+            "path": spec.path,
+            "role": spec.role.value,
+            "description": spec.description,
+            "sha256": digests[spec.path].sha256,
+            "size": digests[spec.path].size,
+        }
+        for spec in specs
+        if spec.path != layout.METADATA
+    ]
+
+
+def metadata_document(
+    *,
+    kind: layout.PackKind,
+    identity: Mapping,
+    fingerprint: str,
+    options: Mapping,
+    freshness: Mapping[str, str | None],
+    files: list[dict],
+) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind.value,
+        "pack": dict(identity),
+        "fingerprint": fingerprint,
+        "options": dict(options),
+        "data_as_of": data_as_of(freshness),
+        "data_freshness": dict(sorted(freshness.items())),
+        "entrypoint": layout.ENTRYPOINT,
+        "appendix": sorted([f["path"] for f in files if f["role"] == layout.Role.APPENDIX.value] + [layout.METADATA]),
+        "files": files,
+        "disclosure": layout.DISCLOSURE,
+    }
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        raise InvalidSourceData("a review text field holds structured data where text was expected")
+    return str(value)
+
+
+def _items(summary: Mapping, key: str, fields: tuple[str, ...]) -> list[dict]:
+    raw = summary.get(key) or []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise InvalidSourceData(f"the review's {key} must be a list of objects")
+    return [{f: _text(item.get(f)) for f in fields} for item in raw]
+
+
+def review_content(review: Mapping, *, include_pii: bool) -> dict:
+    """The human-facing content of a published review, validated and redacted."""
+    summary = redaction.scrub(review.get("summary") or {}, include_pii=include_pii)
+    sections = redaction.scrub(review.get("sections") or [], include_pii=include_pii)
+    if not isinstance(summary, dict):
+        raise InvalidSourceData("the review summary is not a JSON object")
+    if not isinstance(sections, list) or not all(isinstance(s, dict) for s in sections):
+        raise InvalidSourceData("the review sections are not a list of objects")
+    key_findings = _items(summary, "key_findings", ("title", "severity", "detail"))
+    for finding in key_findings:
+        finding["severity"] = finding["severity"] or "unrated"
+        finding["detail"] = finding["detail"] or ""
+    accepted_risks = _items(summary, "accepted_risks", ("title", "justification", "expires"))
+    for risk in accepted_risks:
+        risk["justification"] = risk["justification"] or ""
+    decisions = _items(summary, "decisions", ("title", "detail"))
+    for decision in decisions:
+        decision["detail"] = decision["detail"] or ""
+    return {
+        "headline": _text(summary.get("headline")),
+        "overall_status": _text(summary.get("overall_status")),
+        "key_findings": key_findings,
+        "accepted_risks": accepted_risks,
+        "decisions": decisions,
+        "evidence_basis": _items(summary, "evidence_basis", ("source", "as_of")),
+        "sections": [
+            {
+                "title": _text(s.get("title") or s.get("key")) or "Untitled section",
+                # Structured section bodies stay in sections.json; the page shows prose only.
+                "body": s["body"] if isinstance(s.get("body"), str) else "",
+            }
+            for s in sections
+        ],
+        "raw_summary": summary,
+        "raw_sections": sections,
+    }
+
+
+def review_summary_document(review: Mapping, content: Mapping) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "review": {"id": review["id"], "status": review["status"], "published_at": layout.iso(review.get("published_at"))},
+        "counts": {
+            "key_findings": len(content["key_findings"]),
+            "accepted_risks": len(content["accepted_risks"]),
+            "decisions": len(content["decisions"]),
+            "sections": len(content["sections"]),
+        },
+        "summary": content["raw_summary"],
+    }

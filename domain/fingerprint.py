@@ -1,0 +1,69 @@
+"""The content fingerprint: equal inputs give the same pack, byte for byte.
+
+A fingerprint covers everything the pack's bytes depend on, and nothing that
+changes without the content changing (no wall clock, no pack or run ids), so a
+request can be answered with an existing pack when nothing moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from domain.options import PackOptions
+
+# Bumped whenever the pack's layout or rendering changes, so that old packs are not reused for new code.
+PACK_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SourceStamp:
+    """A cheap summary of a set of rows that changes whenever any row does."""
+
+    count: int = 0
+    max_id: int | None = None
+    latest_change: str | None = None  # ISO timestamp of the newest change
+
+
+@dataclass(frozen=True)
+class ReportStamp:
+    report_id: int | None = None
+    fingerprint: str | None = None
+    generated_at: str | None = None
+
+
+@dataclass(frozen=True)
+class TenantPackInputs:
+    tenant_id: int
+    tenant_external_id: str
+    tenant_name: str
+    options: PackOptions
+    findings: SourceStamp
+    hardening: dict
+    reports: dict[str, ReportStamp] = field(default_factory=dict)
+    operations_since: str | None = None  # ISO date; None when operations are excluded
+    operations: SourceStamp | None = None
+
+
+@dataclass(frozen=True)
+class ReviewPackInputs:
+    review_id: int
+    tenant_id: int
+    tenant_external_id: str
+    tenant_name: str
+    status: str
+    published_at: str | None
+    summary: dict
+    sections: list
+    options: PackOptions
+
+
+def canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str).encode()
+
+
+def compute(inputs: TenantPackInputs | ReviewPackInputs) -> str:
+    kind = "tenant" if isinstance(inputs, TenantPackInputs) else "review"
+    document = {"format": PACK_FORMAT_VERSION, "kind": kind, "inputs": asdict(inputs)}
+    return hashlib.sha256(canonical(document)).hexdigest()

@@ -1,0 +1,101 @@
+"""A ZIP writer whose bytes depend only on the entries written into it.
+
+Every entry gets the same timestamp, permissions and creator system, entries
+must come in name order, and streamed entries always carry ZIP64 sizes, so two
+builds of the same content are byte-identical and there is no size limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a ZIP header can hold
+FILE_MODE = 0o100644  # regular file, rw-r--r--
+COMPRESS_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class EntryDigest:
+    path: str
+    sha256: str
+    size: int  # uncompressed bytes
+
+
+class DeterministicZip:
+    def __init__(self, fileobj: BinaryIO, *, compresslevel: int = COMPRESS_LEVEL):
+        self._zip = zipfile.ZipFile(fileobj, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self._level = compresslevel
+        self._last: str | None = None
+        self.entries: list[EntryDigest] = []
+
+    def _info(self, path: str) -> zipfile.ZipInfo:
+        if self._last is not None and path <= self._last:
+            raise ValueError(f"entries must be added in name order: {path!r} after {self._last!r}")
+        self._last = path
+        info = zipfile.ZipInfo(path, date_time=FIXED_DATE_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        # ZipFile.open(ZipInfo, "w") ignores the archive's compresslevel; the ZipInfo must carry it.
+        # Python 3.13 renamed the slot to compress_level and kept _compresslevel as its alias.
+        info._compresslevel = self._level
+        info.create_system = 3
+        info.external_attr = FILE_MODE << 16
+        return info
+
+    def write_bytes(self, path: str, data: bytes) -> EntryDigest:
+        info = self._info(path)
+        with self._zip.open(info, mode="w") as entry:
+            entry.write(data)
+        digest = EntryDigest(path, hashlib.sha256(data).hexdigest(), len(data))
+        self.entries.append(digest)
+        return digest
+
+    def open_stream(self, path: str) -> "StreamedEntry":
+        """Open an entry of unknown size for streaming writes; close it to record its digest."""
+        info = self._info(path)
+        return StreamedEntry(self, path, self._zip.open(info, mode="w", force_zip64=True))
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> "DeterministicZip":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StreamedEntry(io.RawIOBase):
+    """A writable entry that hashes and counts what passes through (usable under TextIOWrapper)."""
+
+    def __init__(self, archive: DeterministicZip, path: str, raw: BinaryIO):
+        super().__init__()
+        self._archive = archive
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.path = path
+        self.size = 0
+        self.digest: EntryDigest | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._raw.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        if self.digest is None:
+            self._raw.close()
+            self.digest = EntryDigest(self.path, self._hash.hexdigest(), self.size)
+            self._archive.entries.append(self.digest)
+        super().close()

@@ -1,0 +1,1 @@
+"""Maintenance tasks run by celery-beat on the `maintenance` queue."""

@@ -1,0 +1,436 @@
+"""The artifact-store conformance suite, run against every implementation.
+
+Tests taking the ``store`` fixture run once per store; the S3 store talks to
+moto's server over HTTP.  Tests below the "S3 only" and "local only" markers
+check what only one implementation can promise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.stub import Stubber
+
+from settings import Settings
+from storage.artifacts import (
+    ArtifactNotFound,
+    ArtifactStore,
+    ArtifactStoreError,
+    LocalStore,
+    S3Store,
+    StorageUnavailable,
+    StoredObject,
+    artifact_store_from_settings,
+)
+from tests.support.s3 import MotoS3Server, free_port
+
+MiB = 1024 * 1024
+KEY = "packs/3f2a9c.zip"
+FILENAME = "review-pack-x-2026-01-01.zip"
+S3_PREFIX = "some/prefix"
+
+MakeFile = Callable[[bytes], tuple[Path, str, int]]
+
+
+@pytest.fixture
+def make_file(tmp_path: Path) -> MakeFile:
+    """Write bytes to a fresh file and return (path, sha256, size)."""
+    source_dir = tmp_path / "sources"
+    source_dir.mkdir()
+
+    def make(data: bytes) -> tuple[Path, str, int]:
+        path = source_dir / f"{uuid.uuid4().hex}.zip"
+        path.write_bytes(data)
+        return path, hashlib.sha256(data).hexdigest(), len(data)
+
+    return make
+
+
+def s3_settings(endpoint_url: str, bucket: str, home: Path) -> Settings:
+    return Settings.from_env(
+        {
+            "REVIEWPACKS_HOME": str(home),
+            "REVIEWPACKS_ARTIFACT_STORE": f"s3://{bucket}/{S3_PREFIX}",
+            "REVIEWPACKS_S3_ENDPOINT_URL": endpoint_url,
+        }
+    )
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "local":
+        settings = Settings.from_env(
+            {"REVIEWPACKS_HOME": str(tmp_path), "REVIEWPACKS_ARTIFACT_STORE": f"file://{tmp_path / 'artifacts'}"}
+        )
+    else:
+        server: MotoS3Server = request.getfixturevalue("s3")
+        settings = s3_settings(server.endpoint_url, f"reviewpacks-{uuid.uuid4().hex[:12]}", tmp_path)
+    built = artifact_store_from_settings(settings)
+    built.ensure_ready()
+    return built
+
+
+def fetch(url: str) -> tuple[bytes, dict[str, str]]:
+    """GET a download URL the way a browser would: no credentials of our own."""
+    if url.startswith("file://"):
+        with urllib.request.urlopen(url) as response:
+            return response.read(), {k.lower(): v for k, v in response.headers.items()}
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.content, {k.lower(): v for k, v in response.headers.items()}
+
+
+# ------------------------------------------------------------------ conformance
+
+
+def test_store_is_chosen_by_configuration(store: ArtifactStore) -> None:
+    assert isinstance(store, ArtifactStore)
+    assert store.name in {"local", "s3"}
+    assert isinstance(store, LocalStore if store.name == "local" else S3Store)
+
+
+def test_put_then_stat(store: ArtifactStore, make_file: MakeFile) -> None:
+    path, sha256, size = make_file(b"PK\x03\x04 a small pack")
+
+    store.put_file(KEY, path, sha256=sha256, size=size)
+
+    assert store.stat(KEY) == StoredObject(key=KEY, size=size, sha256=sha256)
+
+
+def test_open_returns_the_exact_bytes(store: ArtifactStore, make_file: MakeFile) -> None:
+    data = os.urandom(100_000)
+    path, sha256, size = make_file(data)
+    store.put_file(KEY, path, sha256=sha256, size=size)
+
+    with store.open(KEY) as stream:
+        assert stream.read() == data
+
+
+def test_overwriting_a_key_replaces_it(store: ArtifactStore, make_file: MakeFile) -> None:
+    first = make_file(b"first version")
+    second = make_file(b"the second, longer version")
+    store.put_file(KEY, first[0], sha256=first[1], size=first[2])
+
+    store.put_file(KEY, second[0], sha256=second[1], size=second[2])
+
+    assert store.stat(KEY) == StoredObject(key=KEY, size=second[2], sha256=second[1])
+    with store.open(KEY) as stream:
+        assert stream.read() == b"the second, longer version"
+    assert list(store.keys()) == [KEY]
+
+
+def test_missing_key_is_not_found(store: ArtifactStore) -> None:
+    with pytest.raises(ArtifactNotFound):
+        store.stat("packs/never-written.zip")
+    with pytest.raises(ArtifactNotFound):
+        store.open("packs/never-written.zip")
+
+
+def test_delete_then_stat_is_not_found(store: ArtifactStore, make_file: MakeFile) -> None:
+    path, sha256, size = make_file(b"to be deleted")
+    store.put_file(KEY, path, sha256=sha256, size=size)
+
+    store.delete(KEY)
+
+    with pytest.raises(ArtifactNotFound):
+        store.stat(KEY)
+    with pytest.raises(ArtifactNotFound):
+        store.open(KEY)
+    assert list(store.keys()) == []
+
+
+def test_deleting_a_missing_key_is_fine(store: ArtifactStore) -> None:
+    store.delete("packs/never-written.zip")
+    store.delete("packs/never-written.zip")
+
+
+def test_keys_lists_exactly_what_was_put(store: ArtifactStore, make_file: MakeFile) -> None:
+    path, sha256, size = make_file(b"x")
+    written = ["packs/a.zip", "packs/b.zip", "packs/nested/c.zip", "other/d.zip", "top.zip"]
+    for key in written:
+        store.put_file(key, path, sha256=sha256, size=size)
+
+    assert sorted(store.keys()) == sorted(written)
+    assert sorted(store.keys("packs/")) == ["packs/a.zip", "packs/b.zip", "packs/nested/c.zip"]
+    assert list(store.keys("packs/nested/")) == ["packs/nested/c.zip"]
+    assert list(store.keys("nothing-here/")) == []
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    ["", "/packs/a.zip", "../a.zip", "packs/../../a.zip", "packs/..", "packs//a.zip", "packs/", ".hidden.zip", "a.zip.meta.json"],
+)
+def test_invalid_keys_are_rejected(store: ArtifactStore, make_file: MakeFile, bad_key: str) -> None:
+    path, sha256, size = make_file(b"x")
+
+    with pytest.raises(ValueError):
+        store.put_file(bad_key, path, sha256=sha256, size=size)
+    with pytest.raises(ValueError):
+        store.stat(bad_key)
+    with pytest.raises(ValueError):
+        store.open(bad_key)
+    with pytest.raises(ValueError):
+        store.delete(bad_key)
+    with pytest.raises(ValueError):
+        store.download_url(bad_key, filename=FILENAME, ttl_seconds=60)
+    assert list(store.keys()) == []
+
+
+def test_invalid_listing_prefix_is_rejected(store: ArtifactStore) -> None:
+    with pytest.raises(ValueError):
+        list(store.keys("../"))
+    with pytest.raises(ValueError):
+        list(store.keys("/packs/"))
+
+
+def test_a_short_upload_is_refused_and_not_left_behind(store: ArtifactStore, make_file: MakeFile) -> None:
+    path, sha256, size = make_file(b"ten bytes!")
+
+    with pytest.raises(ArtifactStoreError):
+        store.put_file(KEY, path, sha256=sha256, size=size + 1)
+
+    with pytest.raises(ArtifactNotFound):
+        store.stat(KEY)
+    assert list(store.keys()) == []
+
+
+def test_download_url_serves_the_bytes(store: ArtifactStore, make_file: MakeFile) -> None:
+    data = os.urandom(4096)
+    path, sha256, size = make_file(data)
+    store.put_file(KEY, path, sha256=sha256, size=size)
+
+    url = store.download_url(KEY, filename=FILENAME, ttl_seconds=300)
+    body, headers = fetch(url)
+
+    assert body == data
+    if store.name == "s3":
+        assert headers["content-disposition"] == f'attachment; filename="{FILENAME}"'
+        assert headers["content-type"] == "application/zip"
+    else:
+        assert url.startswith("file:///")
+
+
+@pytest.mark.parametrize("ttl_seconds", [0, -1, 7 * 24 * 3600 + 1])
+def test_download_url_rejects_ttl_out_of_range(store: ArtifactStore, ttl_seconds: int) -> None:
+    with pytest.raises(ValueError):
+        store.download_url(KEY, filename=FILENAME, ttl_seconds=ttl_seconds)
+
+
+@pytest.mark.parametrize("filename", ['a"b.zip', "a\\b.zip", "a\r\nX-Evil: 1.zip", "", "résumé.zip"])
+def test_download_url_rejects_unsafe_filenames(store: ArtifactStore, filename: str) -> None:
+    with pytest.raises(ValueError):
+        store.download_url(KEY, filename=filename, ttl_seconds=60)
+
+
+def test_multipart_sized_upload_round_trips(store: ArtifactStore, make_file: MakeFile) -> None:
+    # 20 MiB is above the 16 MiB multipart threshold, so S3 gets two parts.
+    data = os.urandom(20 * MiB)
+    path, sha256, size = make_file(data)
+
+    store.put_file(KEY, path, sha256=sha256, size=size)
+
+    assert store.stat(KEY) == StoredObject(key=KEY, size=size, sha256=sha256)
+    digest = hashlib.sha256()
+    with store.open(KEY) as stream:
+        while chunk := stream.read(1 * MiB):
+            digest.update(chunk)
+    assert digest.hexdigest() == sha256
+
+
+def test_ensure_ready_is_idempotent(store: ArtifactStore, make_file: MakeFile) -> None:
+    path, sha256, size = make_file(b"kept")
+    store.put_file(KEY, path, sha256=sha256, size=size)
+
+    store.ensure_ready()
+
+    assert store.stat(KEY).size == size
+
+
+# ---------------------------------------------------------------------- S3 only
+
+
+@pytest.fixture
+def s3_store(s3: MotoS3Server, tmp_path: Path) -> S3Store:
+    built = S3Store.from_settings(s3_settings(s3.endpoint_url, f"reviewpacks-{uuid.uuid4().hex[:12]}", tmp_path))
+    built.ensure_ready()
+    return built
+
+
+@pytest.fixture
+def s3_client(s3: MotoS3Server):  # type: ignore[no-untyped-def]
+    """A plain client for looking behind the store's back."""
+    return boto3.client("s3", endpoint_url=s3.endpoint_url)
+
+
+def test_s3_bucket_blocks_all_public_access(s3_store: S3Store, s3_client) -> None:  # type: ignore[no-untyped-def]
+    config = s3_client.get_public_access_block(Bucket=s3_store.bucket)["PublicAccessBlockConfiguration"]
+
+    assert config == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+
+
+def test_s3_bucket_and_objects_are_encrypted(s3_store: S3Store, s3_client, make_file: MakeFile) -> None:  # type: ignore[no-untyped-def]
+    path, sha256, size = make_file(b"secret")
+    s3_store.put_file(KEY, path, sha256=sha256, size=size)
+
+    rules = s3_client.get_bucket_encryption(Bucket=s3_store.bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    head = s3_client.head_object(Bucket=s3_store.bucket, Key=f"{S3_PREFIX}/{KEY}")
+
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentType"] == "application/zip"
+    assert head["Metadata"] == {"sha256": sha256}
+
+
+def test_s3_objects_are_refused_to_anonymous_requests(s3_store: S3Store, make_file: MakeFile) -> None:
+    path, sha256, size = make_file(b"private")
+    s3_store.put_file(KEY, path, sha256=sha256, size=size)
+
+    response = requests.get(f"{s3_store.endpoint_url}/{s3_store.bucket}/{S3_PREFIX}/{KEY}", timeout=10)
+
+    assert response.status_code == 403
+
+
+def test_s3_keys_live_under_the_configured_prefix(s3_store: S3Store, s3_client, make_file: MakeFile) -> None:  # type: ignore[no-untyped-def]
+    path, sha256, size = make_file(b"x")
+    s3_store.put_file(KEY, path, sha256=sha256, size=size)
+    s3_client.put_object(Bucket=s3_store.bucket, Key="elsewhere/other.zip", Body=b"y")
+    s3_client.put_object(Bucket=s3_store.bucket, Key=f"{S3_PREFIX}-sibling/other.zip", Body=b"y")
+
+    listed = [obj["Key"] for obj in s3_client.list_objects_v2(Bucket=s3_store.bucket)["Contents"]]
+
+    assert f"{S3_PREFIX}/{KEY}" in listed
+    assert list(s3_store.keys()) == [KEY]
+
+
+def test_s3_keys_paginates(s3_store: S3Store, s3_client) -> None:  # type: ignore[no-untyped-def]
+    # 1,001 objects force a second page of list_objects_v2.  They are written
+    # directly rather than through put_file to keep this the slowest test at ~7s.
+    expected = [f"packs/{i:04d}.zip" for i in range(1001)]
+    for key in expected:
+        s3_client.put_object(Bucket=s3_store.bucket, Key=f"{S3_PREFIX}/{key}", Body=b"")
+
+    assert list(s3_store.keys("packs/")) == expected
+
+
+def test_s3_missing_bucket_is_a_store_error_not_a_missing_artifact(
+    s3: MotoS3Server, tmp_path: Path, make_file: MakeFile
+) -> None:
+    unready = S3Store.from_settings(s3_settings(s3.endpoint_url, "reviewpacks-never-created", tmp_path))
+    path, sha256, size = make_file(b"x")
+
+    with pytest.raises(ArtifactStoreError) as excinfo:
+        unready.put_file(KEY, path, sha256=sha256, size=size)
+
+    assert type(excinfo.value) is ArtifactStoreError
+    assert "does not exist" in str(excinfo.value)
+
+
+def test_s3_dead_endpoint_is_unavailable_quickly(tmp_path: Path, make_file: MakeFile, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    dead = f"http://127.0.0.1:{free_port()}"
+    dead_store = S3Store.from_settings(s3_settings(dead, "reviewpacks-dead", tmp_path), max_attempts=2)
+    path, sha256, size = make_file(b"x")
+
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as excinfo:
+        dead_store.put_file(KEY, path, sha256=sha256, size=size)
+
+    assert time.monotonic() - started < 15
+    assert dead in str(excinfo.value)
+    assert "testing" not in str(excinfo.value)
+    assert excinfo.value.__cause__ is not None
+
+
+def test_s3_outage_and_recovery_on_the_same_port(s3: MotoS3Server, tmp_path: Path, make_file: MakeFile) -> None:
+    settings = s3_settings(s3.endpoint_url, f"reviewpacks-{uuid.uuid4().hex[:12]}", tmp_path)
+    s3_store = S3Store.from_settings(settings, max_attempts=2)
+    s3_store.ensure_ready()
+    path, sha256, size = make_file(b"survives the outage")
+    s3_store.put_file(KEY, path, sha256=sha256, size=size)
+
+    s3.stop()
+    try:
+        with pytest.raises(StorageUnavailable):
+            s3_store.stat(KEY)
+        with pytest.raises(StorageUnavailable):
+            s3_store.put_file(KEY, path, sha256=sha256, size=size)
+        with pytest.raises(StorageUnavailable):
+            list(s3_store.keys())
+    finally:
+        s3.start()
+
+    assert s3_store.stat(KEY) == StoredObject(key=KEY, size=size, sha256=sha256)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (503, "SlowDown", StorageUnavailable),
+        (500, "InternalError", StorageUnavailable),
+        (404, "NoSuchKey", ArtifactNotFound),
+        (403, "AccessDenied", ArtifactStoreError),
+    ],
+)
+def test_s3_error_responses_are_translated(
+    s3_store: S3Store, status: int, code: str, expected: type[Exception]
+) -> None:
+    # moto cannot be made to answer 5xx on demand, so the client is stubbed here.
+    with Stubber(s3_store._client) as stubber:
+        stubber.add_client_error("get_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(expected) as excinfo:
+            s3_store.open(KEY)
+    assert type(excinfo.value) is expected
+
+
+# ------------------------------------------------------------------- local only
+
+
+def test_local_store_warns_once_that_it_is_for_development(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="storage.artifacts"):
+        local = LocalStore(tmp_path)
+        local.ensure_ready()
+        list(local.keys())
+
+    warnings = [r for r in caplog.records if r.name == "storage.artifacts"]
+    assert len(warnings) == 1
+    assert "development only" in warnings[0].getMessage()
+
+
+def test_local_store_keeps_metadata_in_a_sidecar(tmp_path: Path, make_file: MakeFile) -> None:
+    local = LocalStore(tmp_path / "artifacts")
+    path, sha256, size = make_file(b"x")
+
+    local.put_file(KEY, path, sha256=sha256, size=size)
+
+    assert (tmp_path / "artifacts" / "packs" / "3f2a9c.zip.meta.json").is_file()
+    assert list(local.keys()) == [KEY]
+
+
+def test_local_store_never_follows_a_symlink_out_of_its_root(tmp_path: Path, make_file: MakeFile) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    local = LocalStore(tmp_path / "artifacts")
+    local.ensure_ready()
+    (tmp_path / "artifacts" / "escape").symlink_to(outside)
+    path, sha256, size = make_file(b"x")
+
+    with pytest.raises(ValueError):
+        local.put_file("escape/a.zip", path, sha256=sha256, size=size)
+    assert list(outside.iterdir()) == []

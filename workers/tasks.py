@@ -1,0 +1,52 @@
+"""Celery tasks. They only translate: decode ids, call the pipeline, map faults to retries."""
+
+from __future__ import annotations
+
+import functools
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from settings import Settings
+from storage.artifacts import ArtifactStore, artifact_store_from_settings
+from workers import pipeline
+from workers.app import app
+
+
+@functools.cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@functools.cache
+def store() -> ArtifactStore:
+    return artifact_store_from_settings(settings())
+
+
+@app.task(
+    name="reviewpacks.generate",
+    bind=True,
+    # A worker killed mid-generation must not lose the message: acknowledge only when done,
+    # and requeue when the child dies. The run's compare-and-set claim makes redelivery harmless.
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Transient faults (storage or database down) are retried by the pipeline's hand-back, with
+    # exponential backoff; the budget comes from settings, after which the run fails with a reason.
+    max_retries=None,
+    ignore_result=True,
+)
+def generate(self, pack_id: int) -> str:
+    config = settings()
+    can_retry = self.request.retries < config.upload_max_retries
+    try:
+        result = pipeline.generate(
+            int(pack_id),
+            settings=config,
+            store=store(),
+            can_retry=can_retry,
+            on_progress=lambda progress: self.send_event("task-progress", **progress),
+            fatal_errors=(SoftTimeLimitExceeded,),
+        )
+    except pipeline.Transient as exc:
+        countdown = config.upload_retry_backoff_seconds * (2**self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown)
+    return result.state
