@@ -38,7 +38,8 @@ class DemoIds:
 def seed_demo(session: Session, *, findings: int = 250, seed: int = 7, name: str = "Contoso") -> DemoIds:
     rng = random.Random(seed)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    suffix = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
+    # Identities are unique per call so that the demo can be seeded again into the same database.
+    suffix = uuid.uuid4().hex[:8]
 
     workspace = Workspace(name=f"{name} MSP")
     session.add(workspace)
@@ -55,7 +56,7 @@ def seed_demo(session: Session, *, findings: int = 250, seed: int = 7, name: str
     )
     tenant = Tenant(
         workspace_id=workspace.id,
-        external_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        external_id=uuid.uuid4(),
         name=f"{name} Ltd",
         hardening={
             "mfa_enforced": True,
