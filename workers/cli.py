@@ -174,7 +174,7 @@ def request(
 
 
 @app.command("status")
-def status(pack: int = typer.Argument(..., help="Pack id."), actor: int = typer.Option(..., "--actor")) -> None:
+def status(pack: int = typer.Argument(..., metavar="PACK", help="Pack id."), actor: int = typer.Option(..., "--actor")) -> None:
     """Show a pack's state."""
     client = _client()
     with _errors():
@@ -182,7 +182,7 @@ def status(pack: int = typer.Argument(..., help="Pack id."), actor: int = typer.
 
 
 @app.command("url")
-def url(pack: int = typer.Argument(...), actor: int = typer.Option(..., "--actor")) -> None:
+def url(pack: int = typer.Argument(..., metavar="PACK"), actor: int = typer.Option(..., "--actor")) -> None:
     """Print a short-lived download URL for a ready pack."""
     client = _client()
     with _errors():
@@ -190,7 +190,7 @@ def url(pack: int = typer.Argument(...), actor: int = typer.Option(..., "--actor
 
 
 @app.command("expire")
-def expire(pack: int = typer.Argument(...), actor: int = typer.Option(..., "--actor")) -> None:
+def expire(pack: int = typer.Argument(..., metavar="PACK"), actor: int = typer.Option(..., "--actor")) -> None:
     """Expire a ready pack now and delete its file."""
     client = _client()
     with _errors():

@@ -1,0 +1,160 @@
+"""The producer client against real PostgreSQL, with the publisher recorded instead of a broker."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from settings import Settings
+from storage import db
+from storage.demo_data import seed_demo
+from storage.models import AuditLog, OperationRun, ReviewPack
+from workers.client import InvalidRequest, NotFound, ReviewPackClient
+
+
+class Recorder:
+    """Records published pack ids and what the database showed at that moment."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.published: list[int] = []
+        self.visible_at_publish: list[bool] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, pack_id: int) -> None:
+        with db.session_factory(self.url)() as session:
+            visible = session.get(ReviewPack, pack_id) is not None
+        with self.lock:
+            self.published.append(pack_id)
+            self.visible_at_publish.append(visible)
+
+
+@pytest.fixture
+def env(pg_url, tmp_path):
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+    recorder = Recorder(pg_url)
+    client = ReviewPackClient(settings, publish=recorder)
+    with db.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=20)
+    return client, recorder, ids
+
+
+def _counts(url, tenant_id):
+    with db.session_factory(url)() as session:
+        return tuple(
+            session.execute(select(func.count()).select_from(model).where(model.tenant_id == tenant_id)).scalar_one()
+            for model in (ReviewPack, OperationRun, AuditLog)
+        )
+
+
+def test_request_creates_run_and_pack_and_publishes_after_commit(env, pg_url):
+    client, recorder, ids = env
+    before = _counts(pg_url, ids.tenant_id)
+
+    result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+
+    assert result.outcome == "queued"
+    assert recorder.published == [result.pack.id]
+    assert recorder.visible_at_publish == [True]
+    assert _counts(pg_url, ids.tenant_id) == (before[0] + 1, before[1] + 1, before[2] + 1)
+    with db.session_factory(pg_url)() as session:
+        run = session.get(OperationRun, result.pack.operation_run_id)
+        audit = session.execute(select(AuditLog).where(AuditLog.resource_id == result.pack.id)).scalar_one()
+    assert (run.type, run.status, run.initiator_user_id) == ("tenant.review_pack.generate", "queued", ids.manager_id)
+    assert (audit.action, audit.details["outcome"], audit.actor_user_id) == ("review_pack.requested", "queued", ids.manager_id)
+    assert result.pack.options["include_pii"] is True and result.pack.options["include_operations"] is True
+
+
+def test_a_second_identical_request_while_queued_is_reused_active(env):
+    client, recorder, ids = env
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    second = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert (second.outcome, second.pack.id) == ("reused_active", first.pack.id)
+    assert recorder.published == [first.pack.id]
+
+
+def test_different_options_make_a_different_pack(env):
+    client, _, ids = env
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    other = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=False)
+    assert other.outcome == "queued" and other.pack.id != first.pack.id
+    assert other.pack.fingerprint != first.pack.fingerprint
+
+
+def test_concurrent_identical_requests_produce_one_pack(env, pg_url):
+    client, recorder, ids = env
+    barrier = threading.Barrier(20)
+
+    def request(_):
+        barrier.wait()
+        return client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(request, range(20)))
+
+    assert len({r.pack.id for r in results}) == 1
+    assert sorted(r.outcome for r in results).count("queued") == 1
+    assert recorder.published == [results[0].pack.id]
+    packs, runs, audits = _counts(pg_url, ids.tenant_id)
+    assert (packs, runs) == (1, 1 + 14)  # the seed's 14 operation runs plus the one generation run
+    assert audits == 20
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"include_pii": "yes"},
+        {"include_pii": 1},
+        {"include_operations": 0},
+        {"include_operations": "false"},
+        {"include_pii": []},
+    ],
+)
+def test_bad_option_types_are_refused_and_nothing_is_written(env, pg_url, options):
+    client, recorder, ids = env
+    before = _counts(pg_url, ids.tenant_id)
+    with pytest.raises(InvalidRequest, match="must be true or false"):
+        client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, **options)
+    assert _counts(pg_url, ids.tenant_id) == before
+    assert recorder.published == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**63, True, "7", 1.0, None])
+def test_bad_ids_are_refused(env, bad):
+    client, recorder, ids = env
+    with pytest.raises(InvalidRequest, match="positive whole number"):
+        client.request_pack(tenant_id=bad, actor_id=ids.manager_id)
+    with pytest.raises(InvalidRequest):
+        client.get_pack(bad, ids.manager_id)
+    assert recorder.published == []
+
+
+def test_unknown_tenant_is_not_found(env, pg_url):
+    client, recorder, ids = env
+    with pytest.raises(NotFound):
+        client.request_pack(tenant_id=2**62, actor_id=ids.manager_id)
+    assert recorder.published == []
+
+
+def test_a_failed_publish_keeps_the_queued_pack(pg_url, tmp_path):
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+
+    def broken(_pack_id):
+        raise ConnectionError("broker down")
+
+    client = ReviewPackClient(settings, publish=broken)
+    with db.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert result.outcome == "queued"
+    assert client.get_pack(result.pack.id, ids.manager_id).status == "queued"
+
+
+def test_download_url_of_a_pack_that_is_not_ready_is_refused(env):
+    client, _, ids = env
+    result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    with pytest.raises(InvalidRequest, match="not ready for download"):
+        client.download_url(result.pack.id, ids.manager_id)
