@@ -68,7 +68,8 @@ def _stamp(conn: Connection, id_col, changed_col, *where) -> SourceStamp:
         select(func.count(), func.max(id_col), func.max(changed_col)).where(*where)
     ).one()
     latest = _as_utc(latest)
-    return SourceStamp(count=int(count), max_id=max_id, latest_change=layout.iso(latest))
+    # Full precision: two changes within one second must still give different stamps.
+    return SourceStamp(count=int(count), max_id=max_id, latest_change=latest.isoformat() if latest else None)
 
 
 def _as_utc(value):

@@ -26,6 +26,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 0, 1, 2, 3
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deterministic review pack exports.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+storage_app = typer.Typer(no_args_is_help=True, help="Artifact store.")
+app.add_typer(storage_app, name="storage")
 console = Console()
 err = Console(stderr=True)
 
@@ -75,6 +77,16 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     settings = _settings()
     db.upgrade(settings.database_url, revision)
     console.print(f"database upgraded to {revision}")
+
+
+@storage_app.command("init")
+def storage_init() -> None:
+    """Create the bucket (private, public access blocked, encrypted by default) or the local folder."""
+    from storage.artifacts import artifact_store_from_settings
+
+    settings = _settings()
+    artifact_store_from_settings(settings).ensure_ready()
+    console.print(f"artifact store ready: {settings.artifact_store}")
 
 
 @app.command("seed-demo")
