@@ -171,7 +171,7 @@ def request(
         )
         messages = {
             "queued": f"pack {result.pack.id} queued for generation",
-            "reused_ready": f"pack {result.pack.id} already available (same data, nothing queued)",
+            "reused_ready": f"pack {result.pack.id} already available for the same data; no new generation was started",
             "reused_active": f"pack {result.pack.id} is already being generated for the same data",
         }
         console.print(messages[result.outcome])

@@ -140,30 +140,37 @@ class ReviewPackClient:
 
     # -- access -------------------------------------------------------------------------------
 
-    def _authorize(self, session: Session, actor_id: int, workspace_id: int, action: Action) -> None:
-        granted = session.execute(
-            select(WorkspaceMembership.capabilities).where(
-                WorkspaceMembership.workspace_id == workspace_id, WorkspaceMembership.user_id == actor_id
-            )
-        ).scalar_one_or_none()
-        if granted is None:
-            raise _not_found()
+    def _membership(self, actor_id: int, workspace_column):
+        """Join condition: the actor is a member of the row's workspace."""
+        return (WorkspaceMembership.workspace_id == workspace_column) & (WorkspaceMembership.user_id == actor_id)
+
+    def _check(self, granted: object, action: Action) -> None:
         if not capabilities.allows(granted if isinstance(granted, list) else [], action):
             raise Forbidden(f"you need the {capabilities.REQUIRED[action]} capability in this workspace")
 
     def _tenant(self, session: Session, tenant_id: int, actor_id: int, action: Action) -> Tenant:
-        tenant = session.get(Tenant, tenant_id)
-        if tenant is None:
+        # Scoped in the query itself: a tenant outside the actor's workspaces is never loaded.
+        row = session.execute(
+            select(Tenant, WorkspaceMembership.capabilities)
+            .join(WorkspaceMembership, self._membership(actor_id, Tenant.workspace_id))
+            .where(Tenant.id == tenant_id)
+        ).first()
+        if row is None:
             raise _not_found()
-        self._authorize(session, actor_id, tenant.workspace_id, action)
-        return tenant
+        self._check(row[1], action)
+        return row[0]
 
     def _pack(self, session: Session, pack_id: int, actor_id: int, action: Action) -> ReviewPack:
-        pack = session.get(ReviewPack, pack_id)
-        if pack is None:
+        row = session.execute(
+            select(ReviewPack, WorkspaceMembership.capabilities)
+            .join(WorkspaceMembership, self._membership(actor_id, ReviewPack.workspace_id))
+            .join(Tenant, (Tenant.id == ReviewPack.tenant_id) & (Tenant.workspace_id == ReviewPack.workspace_id))
+            .where(ReviewPack.id == pack_id)
+        ).first()
+        if row is None:
             raise _not_found()
-        self._authorize(session, actor_id, pack.workspace_id, action)
-        return pack
+        self._check(row[1], action)
+        return row[0]
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -207,10 +214,16 @@ class ReviewPackClient:
         _check_id("review_id", review_id)
         _check_id("actor_id", actor_id)
         with self._session() as session:
-            review = session.get(TenantReview, review_id)
-            if review is None:
+            review_tenant = session.execute(
+                select(TenantReview.tenant_id)
+                .join(Tenant, Tenant.id == TenantReview.tenant_id)
+                .join(WorkspaceMembership, self._membership(actor_id, Tenant.workspace_id))
+                .where(TenantReview.id == review_id)
+            ).scalar_one_or_none()
+            if review_tenant is None:
                 raise _not_found()
-            tenant = self._tenant(session, review.tenant_id, actor_id, Action.REQUEST_REVIEW)
+            tenant = self._tenant(session, review_tenant, actor_id, Action.REQUEST_REVIEW)
+            review = session.get(TenantReview, review_id)
             if review.status != "published":
                 raise InvalidRequest(f"review {review_id} is {review.status}; only published reviews can be exported")
             options = PackOptions(include_pii=self.settings.include_pii_default, include_operations=False)
