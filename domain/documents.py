@@ -8,6 +8,7 @@ apply whichever reader produced the rows.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 from domain import layout, redaction
@@ -15,6 +16,7 @@ from domain.csvsafe import neutralise_row
 from domain.ziparchive import EntryDigest
 
 SCHEMA_VERSION = 1
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InvalidSourceData(ValueError):
@@ -25,7 +27,7 @@ def json_bytes(document: object) -> bytes:
     """The one JSON encoding of every pack file: sorted keys, two-space indent, trailing newline."""
     text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False)
     # Lone surrogates cannot be encoded; they carry no meaning, so they become U+FFFD.
-    return (text + "\n").encode("utf-8", errors="replace")
+    return (_LONE_SURROGATE.sub("\ufffd", text) + "\n").encode("utf-8")
 
 
 def compact_json(value: object) -> str:

@@ -41,9 +41,12 @@ class TenantPackInputs:
     options: PackOptions
     findings: SourceStamp
     hardening: dict
+    hardening_updated_at: str | None = None
     reports: dict[str, ReportStamp] = field(default_factory=dict)
     operations_since: str | None = None  # ISO date; None when operations are excluded
     operations: SourceStamp | None = None
+    # Runs change after creation (status, outcome, completion), and operations.csv shows it.
+    operations_completed: SourceStamp | None = None
 
 
 @dataclass(frozen=True)

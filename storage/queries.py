@@ -67,9 +67,13 @@ def _stamp(conn: Connection, id_col, changed_col, *where) -> SourceStamp:
     count, max_id, latest = conn.execute(
         select(func.count(), func.max(id_col), func.max(changed_col)).where(*where)
     ).one()
-    latest = _as_utc(latest)
     # Full precision: two changes within one second must still give different stamps.
-    return SourceStamp(count=int(count), max_id=max_id, latest_change=latest.isoformat() if latest else None)
+    return SourceStamp(count=int(count), max_id=max_id, latest_change=_iso_full(latest))
+
+
+def _iso_full(value) -> str | None:
+    value = _as_utc(value)
+    return value.isoformat() if value else None
 
 
 def _as_utc(value):
@@ -117,11 +121,15 @@ def tenant_pack_inputs(
         rtype: ReportStamp(r["id"], r["fingerprint"], layout.iso(r["generated_at"])) if r else ReportStamp()
         for rtype, r in reports.items()
     }
-    operations = None
+    operations = operations_completed = None
     if options.include_operations:
         if since is None:
             raise ValueError("operations are included but no operations window start was given")
-        operations = _stamp(conn, OperationRun.id, OperationRun.created_at, *_operations_filter(tenant["id"], since))
+        window = _operations_filter(tenant["id"], since)
+        operations = _stamp(conn, OperationRun.id, OperationRun.created_at, *window)
+        operations_completed = _stamp(
+            conn, OperationRun.id, OperationRun.completed_at, *window, OperationRun.completed_at.is_not(None)
+        )
     return TenantPackInputs(
         tenant_id=tenant["id"],
         tenant_external_id=str(tenant["external_id"]),
@@ -130,9 +138,11 @@ def tenant_pack_inputs(
         # Every status counts here: resolving a finding touches updated_at and drops it from the pack.
         findings=_stamp(conn, Finding.id, Finding.updated_at, Finding.tenant_id == tenant["id"]),
         hardening=tenant["hardening"] or {},
+        hardening_updated_at=_iso_full(tenant.get("hardening_updated_at")),
         reports=stamps,
         operations_since=since.isoformat() if options.include_operations else None,
         operations=operations,
+        operations_completed=operations_completed,
     )
 
 

@@ -78,6 +78,8 @@ def _with_report(report_type: str, **changes) -> TenantPackInputs:
 
 # One field at a time: every one of these must move the fingerprint.
 TENANT_CHANGES = {
+    "hardening_updated_at": lambda: tenant_inputs(hardening_updated_at="2026-11-20T08:00:00.000001+00:00"),
+    "operations_completed": lambda: tenant_inputs(operations_completed=SourceStamp(1, 88, "2026-11-20T08:00:00+00:00")),
     "tenant_id": lambda: tenant_inputs(tenant_id=8),
     "tenant_external_id": lambda: tenant_inputs(tenant_external_id="7a1c2f0e-3b4d-4c5e-8f90-123456789abd"),
     "tenant_name": lambda: tenant_inputs(tenant_name="Contoso Ltd."),
@@ -198,6 +200,7 @@ class TestStability:
                 "options": {"include_pii": True, "include_operations": True},
                 "findings": {"count": 42, "max_id": 913, "latest_change": "2026-11-20T08:00:00Z"},
                 "hardening": {"mfa_enforced": True, "secure_score": 71.5, "ca": {"policies": 12, "report_only": 3}},
+                "hardening_updated_at": None,
                 "reports": {
                     "entra.admin_roles": {
                         "report_id": 5,
@@ -212,6 +215,7 @@ class TestStability:
                 },
                 "operations_since": "2026-10-21",
                 "operations": {"count": 4, "max_id": 88, "latest_change": "2026-11-20T07:59:00Z"},
+                "operations_completed": None,
             },
         }
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -229,7 +233,8 @@ class TestStability:
         )
         expected_text = (
             '{"format":1,"inputs":{"findings":{"count":0,"latest_change":null,"max_id":null},"hardening":{},'
-            '"operations":null,"operations_since":null,"options":{"include_operations":false,"include_pii":false},'
+            '"hardening_updated_at":null,"operations":null,"operations_completed":null,"operations_since":null,'
+            '"options":{"include_operations":false,"include_pii":false},'
             '"reports":{},"tenant_external_id":"00000000-0000-0000-0000-000000000001","tenant_id":1,'
             '"tenant_name":"T"},"kind":"tenant"}'
         )

@@ -162,14 +162,24 @@ class TestSecrets:
         assert SECRET not in json.dumps(result)
 
     @pytest.mark.parametrize("include_pii", [True, False])
-    @pytest.mark.parametrize("secret_value", [{"value": SECRET}, [SECRET, SECRET], 12345, True])
+    @pytest.mark.parametrize("secret_value", [{"value": SECRET}, [SECRET, SECRET], 12345])
     def test_structured_and_non_string_secrets_are_removed_whole(self, secret_value, include_pii):
         assert scrub({"client_secret": secret_value}, include_pii=include_pii) == {
             "client_secret": SECRET_PLACEHOLDER
         }
 
-    def test_a_none_secret_still_becomes_the_placeholder(self):
-        assert scrub({"password": None}, include_pii=True) == {"password": SECRET_PLACEHOLDER}
+    @pytest.mark.parametrize("flag", [True, False, None])
+    def test_flags_and_nulls_under_secret_like_keys_are_kept(self, flag):
+        # A boolean or null carries no secret; hardening flags such as passwordless_enabled stay readable.
+        assert scrub({"passwordless_enabled": flag, "password": flag}, include_pii=True) == {
+            "passwordless_enabled": flag,
+            "password": flag,
+        }
+
+    def test_pwd_keys_are_secrets(self):
+        assert scrub({"db": {"pwd": "hunter2", "user": "sa"}}, include_pii=True) == {
+            "db": {"pwd": SECRET_PLACEHOLDER, "user": "sa"}
+        }
 
     def test_key_is_kept_so_the_shape_is_recognisable(self):
         result = scrub({"accessToken": SECRET}, include_pii=True)

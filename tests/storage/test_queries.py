@@ -143,3 +143,14 @@ def test_latest_report_of_each_type_and_empty_when_missing(pg_session, tenant):
     reports = queries.latest_reports(pg_session.connection(), tenant.id)
     assert reports["permission_posture"]["payload"] == {"v": 2}
     assert reports["entra.admin_roles"] is None
+
+
+def test_a_run_completing_or_hardening_being_rewritten_changes_the_fingerprint(pg_session, tenant):
+    run = OperationRun(workspace_id=tenant.workspace_id, tenant_id=tenant.id, type="inventory.sync", status="running", created_at=NOW)
+    pg_session.add(run)
+    before = _fp(pg_session, tenant)
+    run.status, run.outcome, run.completed_at = "completed", "succeeded", NOW + dt.timedelta(minutes=2)
+    after_completion = _fp(pg_session, tenant)
+    assert after_completion != before
+    tenant.hardening_updated_at = NOW
+    assert _fp(pg_session, tenant) != after_completion

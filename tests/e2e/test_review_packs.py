@@ -1,0 +1,181 @@
+"""Review-derived packs and the executive summary as a browser shows it, on a real worker."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select, update
+
+from storage.models import AuditLog, Finding, OperationRun, ReviewPack, Tenant, TenantReview
+from tests.support.packs import object_bytes, open_zip, read_json, seed, sha256
+from workers.client import InvalidRequest
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE = "<script>alert(1)</script></style>\"quoted\" 'single' <img src=x onerror=\"document.title='pwned'\">"
+JS_LINK = "javascript:alert(document.cookie)"
+REVIEW_FILES = ["executive-summary.html", "metadata.json", "sections.json", "summary.json"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _make_hostile(stack, ids):
+    with stack.session() as session:
+        session.execute(update(Tenant).where(Tenant.id == ids.tenant_id).values(name=f"Tenant {HOSTILE}"))
+        review = session.get(TenantReview, ids.review_id)
+        review.summary = {
+            **review.summary,
+            "headline": f"Headline {HOSTILE} see {JS_LINK}",
+            "key_findings": [{"title": f"Finding {HOSTILE}", "severity": "high", "detail": JS_LINK}],
+        }
+        review.sections = [{"title": f"Section {HOSTILE}", "body": f"Body line one\n{JS_LINK}"}, {"key": "raw", "body": {"nested": [1, 2]}}]
+        session.add(
+            Finding(
+                tenant_id=ids.tenant_id, finding_type="x", severity="critical", status="new", subject_type="user",
+                subject_display_name=HOSTILE, title=f"=HYPERLINK(\"{JS_LINK}\",\"click\") {HOSTILE}", evidence={"note": HOSTILE},
+            )
+        )
+        session.commit()
+
+
+def _review_ready(stack, ids):
+    client = stack.client()
+    result = client.request_review_pack(ids.review_id, ids.manager_id)
+    assert result.outcome == "queued"
+    pack = client.wait(result.pack.id, ids.manager_id, timeout=90)
+    assert pack.status == "ready", pack
+    return pack
+
+
+def test_review_pack_has_the_review_layout_and_metadata(stack, worker):
+    ids = seed(stack, findings=5)
+    pack = _review_ready(stack, ids)
+
+    archive = open_zip(object_bytes(stack, pack))
+    assert archive.namelist() == REVIEW_FILES
+    metadata = read_json(archive, "metadata.json")
+    assert metadata["kind"] == "review"
+    assert metadata["pack"]["review"]["id"] == ids.review_id
+    assert metadata["entrypoint"] == "executive-summary.html"
+    assert metadata["appendix"] == ["metadata.json", "sections.json", "summary.json"]
+    assert {f["path"]: f["sha256"] for f in metadata["files"]} == {
+        n: sha256(archive.read(n)) for n in REVIEW_FILES if n != "metadata.json"
+    }
+    assert "not a certification" in metadata["disclosure"]
+    assert read_json(archive, "sections.json")["sections"][0]["title"] == "Identity"
+    html = archive.read("executive-summary.html").decode()
+    for heading in ("Executive summary", "Key findings", "Accepted risks", "Decisions needing awareness", "Evidence basis", "About this document"):
+        assert f">{heading}</h2>" in html
+    assert pack.fingerprint not in html
+    assert "reason_code" not in html
+
+    again = stack.client().request_review_pack(ids.review_id, ids.manager_id)
+    assert (again.outcome, again.pack.id) == ("reused_ready", pack.id)
+
+
+def test_an_unpublished_review_is_refused_and_nothing_is_written(stack, worker):
+    ids = seed(stack, findings=1)
+    with stack.session() as session:
+        session.execute(update(TenantReview).where(TenantReview.id == ids.review_id).values(status="draft"))
+        session.commit()
+
+        def counts():
+            return tuple(
+                session.execute(select(func.count()).select_from(m).where(m.tenant_id == ids.tenant_id)).scalar_one()
+                for m in (ReviewPack, OperationRun, AuditLog)
+            )
+
+        before = counts()
+        with pytest.raises(InvalidRequest, match="only published reviews"):
+            stack.client().request_review_pack(ids.review_id, ids.manager_id)
+        session.rollback()
+        assert counts() == before
+
+
+def test_hostile_text_stays_text_in_every_file(stack, worker):
+    ids = seed(stack, findings=3)
+    _make_hostile(stack, ids)
+    review = _review_ready(stack, ids)
+    client = stack.client()
+    tenant = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    tenant_pack = client.wait(tenant.pack.id, ids.manager_id, timeout=90)
+    assert tenant_pack.status == "ready"
+
+    for pack in (review, tenant_pack):
+        archive = open_zip(object_bytes(stack, pack))
+        html = archive.read("executive-summary.html").decode()
+        assert "<script" not in html
+        assert "<img" not in html
+        assert "href=" not in html and "src=" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert html.count("</style>") == 1
+        for name in archive.namelist():
+            if name.endswith(".json"):
+                json.loads(archive.read(name))
+    archive = open_zip(object_bytes(stack, tenant_pack))
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(archive.read("findings.csv").decode())))
+    formula = next(r for r in rows if "HYPERLINK" in r[7])
+    assert formula[7].startswith("'=")
+
+
+def _browser(html_path: Path, out: Path) -> tuple[str, Path]:
+    """Load a file in headless Chromium: the DOM after scripts would have run, and a screenshot."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--no-first-run", "--disable-sync", f"--user-data-dir={out / 'profile'}"]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    shot = out / f"{html_path.stem}.png"
+    subprocess.run(
+        [CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1800", html_path.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )
+    return dom, shot
+
+
+def _text(dom: str) -> str:
+    body = re.sub(r"(?s)<style.*?</style>", "", dom)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("kind", ["review", "tenant"])
+def test_executive_summary_renders_in_a_real_browser(stack, worker, tmp_path, kind):
+    ids = seed(stack, findings=40)
+    _make_hostile(stack, ids)
+    client = stack.client()
+    if kind == "review":
+        pack = _review_ready(stack, ids)
+        headings = ["Executive summary", "Key findings", "Accepted risks", "Decisions needing awareness", "Evidence basis", "About this document"]
+    else:
+        result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        pack = client.wait(result.pack.id, ids.manager_id, timeout=90)
+        headings = ["Executive summary", "Findings by severity", "Hardening status", "Data freshness", "About this document"]
+
+    download = requests.get(client.download_url(pack.id, ids.manager_id), timeout=30)
+    assert download.status_code == 200
+    zip_path = tmp_path / "pack.zip"
+    zip_path.write_bytes(download.content)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extract("executive-summary.html", tmp_path)
+
+    dom, shot = _browser(tmp_path / "executive-summary.html", tmp_path)
+
+    text = _text(dom)
+    for heading in headings:
+        assert heading in text
+    assert "<script>alert(1)</script>" in dom.replace("&lt;", "<").replace("&gt;", ">")
+    assert "<script" not in dom  # hostile markup never became an element
+    assert "pwned" not in re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
+    assert '{"' not in text and '":' not in text  # no raw JSON on the page
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
