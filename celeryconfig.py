@@ -6,6 +6,7 @@ settings below trade a little throughput for never losing a message.
 
 from kombu import Exchange, Queue
 
+from scheduler.schedule import beat_schedule as _beat_schedule
 from settings import Settings
 
 
@@ -64,6 +65,9 @@ task_routes = {
 # Retry publishing when the broker connection drops, instead of failing the producer at once.
 task_publish_retry = True
 broker_connection_retry_on_startup = True
+
+# The schedule is data in scheduler/schedule.py; exactly one beat process runs it.
+beat_schedule = _beat_schedule(_settings)
 
 enable_utc = True
 timezone = "UTC"

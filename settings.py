@@ -78,6 +78,12 @@ class Settings:
     task_soft_time_limit: int = 3 * 3600
     task_time_limit: int = 3 * 3600 + 300
     heartbeat_seconds: int = 30
+    progress_interval_seconds: float = 1.0
+    max_attempts: int = 3
+    queued_republish_seconds: int = 600
+    reap_interval_seconds: float = 60.0
+    prune_batch_size: int = 500
+    prune_hard_delete: bool = False
     broker_transport_options: dict = field(default_factory=dict)
 
     @property
@@ -136,6 +142,12 @@ class Settings:
             task_soft_time_limit=soft_limit,
             task_time_limit=hard_limit,
             heartbeat_seconds=_int(env, "REVIEWPACKS_HEARTBEAT_SECONDS", 30, minimum=1),
+            progress_interval_seconds=_float(env, "REVIEWPACKS_PROGRESS_INTERVAL_SECONDS", 1.0),
+            max_attempts=_int(env, "REVIEWPACKS_MAX_ATTEMPTS", 3, minimum=1),
+            queued_republish_seconds=_int(env, "REVIEWPACKS_QUEUED_REPUBLISH_SECONDS", 600, minimum=1),
+            reap_interval_seconds=_float(env, "REVIEWPACKS_REAP_INTERVAL_SECONDS", 60.0),
+            prune_batch_size=_int(env, "REVIEWPACKS_PRUNE_BATCH_SIZE", 500, minimum=1),
+            prune_hard_delete=_bool(env, "REVIEWPACKS_PRUNE_HARD_DELETE", False),
             broker_transport_options=transport_options,
         )
 

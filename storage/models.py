@@ -164,6 +164,8 @@ class OperationRun(Base):
     # Written by the worker while it holds the run; a stale heartbeat means the worker died.
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # When the generate message was last handed to the broker by the sweeper (None: at creation).
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class TenantReview(Base):
@@ -193,6 +195,7 @@ class ReviewPack(Base):
         ),
         Index("ix_review_packs_listing", "workspace_id", "tenant_id", "created_at"),
         Index("ix_review_packs_retention", "status", "expires_at"),
+        Index("ix_review_packs_status_expired", "status", "expired_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -221,6 +224,8 @@ class ReviewPack(Base):
     bytes_written: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     generated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the pack became expired; the hard-delete grace period counts from here.
+    expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now())
 

@@ -151,6 +151,8 @@ class Worker:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # Its own process group, so a test can SIGKILL the whole worker (parent and children).
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:

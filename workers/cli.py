@@ -210,6 +210,23 @@ def expire(pack: int = typer.Argument(..., metavar="PACK"), actor: int = typer.O
         console.print(f"pack {view.id} {view.status}")
 
 
+@app.command("prune")
+def prune(
+    hard_delete: bool = typer.Option(False, "--hard-delete", help="Also delete rows of packs expired past the grace period."),
+) -> None:
+    """Expire packs past retention now (what beat runs daily)."""
+    import datetime as dt
+
+    from scheduler.retention import prune as run_prune
+    from storage.artifacts import artifact_store_from_settings
+
+    settings = _settings()
+    result = run_prune(
+        settings, artifact_store_from_settings(settings), now=dt.datetime.now(dt.timezone.utc), hard_delete=hard_delete or None
+    )
+    console.print(str(result))
+
+
 def _start_worker(settings: Settings) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "review_packs,maintenance",

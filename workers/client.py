@@ -266,10 +266,11 @@ class ReviewPackClient:
             now = utcnow()
             if live is not None and live.status == PackStatus.READY and live.expires_at <= now:
                 # Past retention but not yet pruned: it must not be handed out, nor block a new pack.
+                # Its object is deleted by the next prune (the row keeps file_disk until then).
                 session.execute(
                     update(ReviewPack)
                     .where(ReviewPack.id == live.id, ReviewPack.status == PackStatus.READY)
-                    .values(status=PackStatus.EXPIRED, updated_at=now)
+                    .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
                 )
                 session.flush()
                 live = None
@@ -441,10 +442,11 @@ class ReviewPackClient:
                 return self._view(session, pack)
             if pack.status != PackStatus.READY:
                 raise InvalidRequest(f"pack {pack_id} is {pack.status}; only a ready pack can be expired")
+            now = utcnow()
             moved = session.execute(
                 update(ReviewPack)
                 .where(ReviewPack.id == pack.id, ReviewPack.status == PackStatus.READY)
-                .values(status=PackStatus.EXPIRED, updated_at=utcnow())
+                .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
             ).rowcount
             if moved:
                 packs.add_audit(
@@ -457,7 +459,10 @@ class ReviewPackClient:
                     details={"by": "actor"},
                 )
             session.commit()
-            if pack.file_path:
+            if moved and pack.file_path:
+                # Should this fail, the row keeps file_disk and the next prune deletes the object.
                 self.store.delete(pack.file_path)
+                session.execute(update(ReviewPack).where(ReviewPack.id == pack.id).values(file_disk=None))
+                session.commit()
             session.refresh(pack)
             return self._view(session, pack)

@@ -32,6 +32,7 @@ from settings import Settings
 from storage import packs, queries
 from storage.artifacts import ArtifactStore, ArtifactStoreError, StorageUnavailable
 from storage.db import engine_for, session_factory
+from workers.logs import event
 
 log = logging.getLogger("reviewpacks.pipeline")
 
@@ -89,12 +90,10 @@ def generate(
     with Session() as session:
         state, claim = packs.claim(session, pack_id, now=utcnow(), lease=lease)
     if claim is None:
-        log.info("pack not claimed", extra={"pack_id": pack_id, "claim": state.value})
+        event(log, "pack.not_claimed", pack_id=pack_id, claim=state.value)
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
-    log.info(
-        "pack generating",
-        extra={"pack_id": pack_id, "run_id": claim.run_id, "tenant_id": claim.tenant_id, "attempt": claim.attempt},
-    )
+    event(log, "pack.generating", pack_id=pack_id, run_id=claim.run_id, tenant_id=claim.tenant_id, attempt=claim.attempt)
+    _remove_leftovers(pack_id)
 
     built: BuiltPack | None = None
     try:
@@ -115,21 +114,21 @@ def generate(
             )
         if not finished:
             raise LostClaim(f"pack {pack_id} attempt {claim.attempt} lost its claim before finishing")
-        log.info(
-            "pack ready",
-            extra={
-                "pack_id": pack_id,
-                "run_id": claim.run_id,
-                "tenant_id": claim.tenant_id,
-                "rows": built.rows,
-                "bytes": built.size,
-                "duration_s": round(time.monotonic() - started, 3),
-            },
+        event(
+            log,
+            "pack.ready",
+            pack_id=pack_id,
+            run_id=claim.run_id,
+            tenant_id=claim.tenant_id,
+            attempt=claim.attempt,
+            rows=built.rows,
+            bytes=built.size,
+            duration_s=round(time.monotonic() - started, 3),
         )
         return Result(pack_id, "ready", rows=built.rows, size=built.size)
     except LostClaim:
         # The newer attempt owns the run and the object key; leave both to it.
-        log.warning("pack claim lost", extra={"pack_id": pack_id, "run_id": claim.run_id, "attempt": claim.attempt})
+        event(log, "pack.claim_lost", level=logging.WARNING, pack_id=pack_id, run_id=claim.run_id, attempt=claim.attempt)
         return Result(pack_id, "skipped")
     except StorageUnavailable as exc:
         return _transient_or_fail(claim, ReasonCode.STORAGE_UNAVAILABLE, exc, settings, can_retry)
@@ -146,7 +145,7 @@ def generate(
     except fatal_errors as exc:
         return _fail(claim, ReasonCode.TIMEOUT, exc, settings)
     except Exception as exc:
-        log.exception("pack generation crashed", extra={"pack_id": pack_id, "run_id": claim.run_id})
+        log.exception("pack.crashed pack_id=%s run_id=%s", pack_id, claim.run_id)
         return _fail(claim, ReasonCode.INTERNAL_ERROR, exc, settings)
     finally:
         if built is not None:
@@ -157,14 +156,34 @@ class SourceMissing(Exception):
     pass
 
 
+TEMP_PREFIX = "review-pack-"
+
+
+def _remove_leftovers(pack_id: int) -> None:
+    """Delete temp files an earlier attempt of this pack left behind when its worker was killed.
+
+    Only reached after a successful claim, so the attempt that wrote them no longer owns the run.
+    """
+    for leftover in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{pack_id}-*"):
+        leftover.unlink(missing_ok=True)
+        event(log, "pack.leftover_removed", pack_id=pack_id, file=leftover.name)
+
+
 def _transient_or_fail(claim, reason: ReasonCode, exc: Exception, settings: Settings, can_retry: bool) -> Result:
     if not can_retry:
         return _fail(claim, reason, exc, settings)
     with session_factory(settings.database_url)() as session:
         released = packs.release(session, claim, now=utcnow())
-    log.warning(
-        "pack attempt handed back for retry",
-        extra={"pack_id": claim.pack_id, "run_id": claim.run_id, "reason_code": reason.value, "error": type(exc).__name__},
+    event(
+        log,
+        "pack.retrying",
+        level=logging.WARNING,
+        pack_id=claim.pack_id,
+        run_id=claim.run_id,
+        tenant_id=claim.tenant_id,
+        attempt=claim.attempt,
+        reason_code=reason.value,
+        error=type(exc).__name__,
     )
     if not released:
         return Result(claim.pack_id, "skipped")
@@ -175,9 +194,16 @@ def _fail(claim, reason: ReasonCode, exc: BaseException, settings: Settings) -> 
     # Only the exception's type goes into the run context: messages can carry URLs or hostnames.
     with session_factory(settings.database_url)() as session:
         packs.mark_failed(session, claim.pack_id, reason, now=utcnow(), attempt=claim.attempt, detail=type(exc).__name__)
-    log.error(
-        "pack failed",
-        extra={"pack_id": claim.pack_id, "run_id": claim.run_id, "tenant_id": claim.tenant_id, "reason_code": reason.value},
+    event(
+        log,
+        "pack.failed",
+        level=logging.ERROR,
+        pack_id=claim.pack_id,
+        run_id=claim.run_id,
+        tenant_id=claim.tenant_id,
+        attempt=claim.attempt,
+        reason_code=reason.value,
+        error=type(exc).__name__,
     )
     return Result(claim.pack_id, "failed", reason=reason)
 
@@ -185,13 +211,12 @@ def _fail(claim, reason: ReasonCode, exc: BaseException, settings: Settings) -> 
 class _Reporter:
     """Throttled progress: extends the claim's heartbeat and tells Flower and the client."""
 
-    interval_s = 1.0
-
     def __init__(self, claim: packs.Claim, settings: Settings, on_progress: Progress | None):
         self._claim = claim
         self._settings = settings
         self._on_progress = on_progress
         self._next = 0.0
+        self.interval_s = settings.progress_interval_seconds
 
     def __call__(self, rows: int, nbytes: int, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -218,7 +243,7 @@ def snapshot(engine: Engine):
 def build(claim: packs.Claim, *, settings: Settings, reporter: Callable[..., None]) -> BuiltPack:
     """Write the pack into a temp file; the caller owns (and removes) the file."""
     engine = engine_for(settings.database_url)
-    fd, name = tempfile.mkstemp(prefix=f"review-pack-{claim.pack_id}-", suffix=".zip")
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{claim.pack_id}-", suffix=".zip")
     path = Path(name)
     try:
         with os.fdopen(fd, "w+b") as out:

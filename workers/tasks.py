@@ -22,6 +22,12 @@ def store() -> ArtifactStore:
     return artifact_store_from_settings(settings())
 
 
+def _report(task, progress: dict) -> None:
+    # Flower shows only Celery's standard task fields, so the progress rides in `result` while the
+    # state reads PROGRESS; the SUCCESS event replaces both when the task ends.
+    task.send_event("task-progress", result=f"rows={progress['rows']} bytes={progress['bytes']}", **progress)
+
+
 @app.task(
     name="reviewpacks.generate",
     bind=True,
@@ -43,7 +49,7 @@ def generate(self, pack_id: int) -> str:
             settings=config,
             store=store(),
             can_retry=can_retry,
-            on_progress=lambda progress: self.send_event("task-progress", **progress),
+            on_progress=lambda progress: _report(self, progress),
             fatal_errors=(SoftTimeLimitExceeded,),
         )
     except pipeline.Transient as exc:

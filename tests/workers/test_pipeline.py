@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -53,13 +54,10 @@ def _key(settings, pack_id):
 
 def test_progress_is_reported_while_findings_stream(setup):
     settings, store, client, ids = setup
-    pipeline._Reporter.interval_s = 0.0
+    settings = dataclasses.replace(settings, progress_interval_seconds=1e-6)
     seen = []
     pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
-    try:
-        result = pipeline.generate(pack.id, settings=settings, store=store, can_retry=True, on_progress=seen.append)
-    finally:
-        pipeline._Reporter.interval_s = 1.0
+    result = pipeline.generate(pack.id, settings=settings, store=store, can_retry=True, on_progress=seen.append)
     rows = [p["rows"] for p in seen]
     assert rows == sorted(rows) and rows[-1] == result.rows
     assert len(rows) > 2  # chunk size 7: several progress reports, not one at the end
