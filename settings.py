@@ -60,6 +60,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip().lower() or default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -84,6 +91,7 @@ class Settings:
     reap_interval_seconds: float = 60.0
     prune_batch_size: int = 500
     prune_hard_delete: bool = False
+    findings_reader: str = "auto"
     broker_transport_options: dict = field(default_factory=dict)
 
     @property
@@ -148,6 +156,7 @@ class Settings:
             reap_interval_seconds=_float(env, "REVIEWPACKS_REAP_INTERVAL_SECONDS", 60.0),
             prune_batch_size=_int(env, "REVIEWPACKS_PRUNE_BATCH_SIZE", 500, minimum=1),
             prune_hard_delete=_bool(env, "REVIEWPACKS_PRUNE_HARD_DELETE", False),
+            findings_reader=_choice(env, "REVIEWPACKS_FINDINGS_READER", ("auto", "copy", "portable"), "auto"),
             broker_transport_options=transport_options,
         )
 

@@ -7,20 +7,32 @@ import re
 PII_PLACEHOLDER = "[redacted]"
 SECRET_PLACEHOLDER = "[removed]"
 
-_SECRET_KEY = re.compile(
+# The patterns are plain strings so that the PostgreSQL export path can apply the very same
+# rules inside its COPY query (storage/export.py); both dialects read them alike.
+SECRET_KEY_PATTERN = (
     r"(secret|token|passw(or)?d|passwd|pwd|credential|api[_-]?key|private[_-]?key|authori[sz]ation|cookie|"
-    r"webhook|signature|sas[_-]?url|connection[_-]?string)",
-    re.IGNORECASE,
+    r"webhook|signature|sas[_-]?url|connection[_-]?string)"
 )
-_PII_KEY = re.compile(
-    r"^(principal[_-]?name|user[_-]?principal[_-]?name|userprincipalname|e?-?mail|email[_-]?address|mail|upn|"
+_PII_NAMES = (
+    r"(principal[_-]?name|user[_-]?principal[_-]?name|userprincipalname|e?-?mail|email[_-]?address|mail|upn|"
     r"given[_-]?name|surname|full[_-]?name|first[_-]?name|last[_-]?name|phone|mobile(phone)?|"
-    r"telephone[_-]?number)$"
-    # Graph names people in many *DisplayName keys (userDisplayName, principalDisplayName, ...).
-    r"|display[_-]?name$",
-    re.IGNORECASE,
+    r"telephone[_-]?number)"
 )
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Graph names people in many *DisplayName keys (userDisplayName, principalDisplayName, ...).
+PII_KEY_PATTERN = rf"^{_PII_NAMES}$|display[_-]?name$"
+EMAIL_PATTERN = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+
+# Literal pieces that every match of the patterns above contains (lower-cased). A database can
+# test for these substrings far faster than it runs the patterns, and only rows that contain one
+# need the patterns at all. tests/domain/test_redaction.py checks that they cover every match.
+SECRET_KEY_HINTS = ("secret", "token", "passw", "pwd", "credential", "key", "authori", "cookie", "webhook",
+                    "signature", "sas", "connection")
+PII_KEY_HINTS = ("principal", "mail", "upn", "name", "phone", "mobile")
+
+# ASCII case folding only, as PostgreSQL's lower() and ~* do for these patterns.
+_SECRET_KEY = re.compile(SECRET_KEY_PATTERN, re.IGNORECASE | re.ASCII)
+_PII_KEY = re.compile(PII_KEY_PATTERN, re.IGNORECASE | re.ASCII)
+_EMAIL = re.compile(EMAIL_PATTERN, re.ASCII)
 
 
 def is_secret_key(key: str) -> bool:

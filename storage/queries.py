@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, Select, func, select
 
@@ -63,12 +64,16 @@ def _since_ts(since: dt.date) -> dt.datetime:
     return dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc)
 
 
-def _stamp(conn: Connection, id_col, changed_col, *where) -> SourceStamp:
+def _aggregate(conn: Connection, id_col, changed_col, *where) -> tuple[int, int | None, dt.datetime | None]:
     count, max_id, latest = conn.execute(
         select(func.count(), func.max(id_col), func.max(changed_col)).where(*where)
     ).one()
+    return int(count), max_id, _as_utc(latest)
+
+
+def _stamp(count: int, max_id: int | None, latest: dt.datetime | None) -> SourceStamp:
     # Full precision: two changes within one second must still give different stamps.
-    return SourceStamp(count=int(count), max_id=max_id, latest_change=_iso_full(latest))
+    return SourceStamp(count=count, max_id=max_id, latest_change=_iso_full(latest))
 
 
 def _iso_full(value) -> str | None:
@@ -113,37 +118,80 @@ def _operations_filter(tenant_id: int, since: dt.date):
     )
 
 
-def tenant_pack_inputs(
-    conn: Connection, tenant: Mapping, options: PackOptions, since: dt.date | None
-) -> TenantPackInputs:
+@dataclass(frozen=True)
+class TenantSources:
+    """What one read of a tenant's sources yields: the fingerprint inputs and what the pack reports."""
+
+    inputs: TenantPackInputs
+    by_severity: dict[str, int]  # over the findings a pack includes
+    by_status: dict[str, int]
+    reports: dict[str, dict | None]
+    freshness: dict[str, str | None]
+
+
+def tenant_sources(conn: Connection, tenant: Mapping, options: PackOptions, since: dt.date | None) -> TenantSources:
+    if options.include_operations and since is None:
+        raise ValueError("operations are included but no operations window start was given")
+    # One pass over the tenant's findings gives the fingerprint stamp (every status: resolving a
+    # finding touches updated_at and drops it from the pack) and the counts of the included ones.
+    groups = conn.execute(
+        select(Finding.severity, Finding.status, func.count(), func.max(Finding.id), func.max(Finding.updated_at))
+        .where(Finding.tenant_id == tenant["id"])
+        .group_by(Finding.severity, Finding.status)
+    ).all()
+    by_severity: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    total = 0
+    max_id = latest = None
+    for severity, status, count, group_max_id, group_latest in groups:
+        total += count
+        max_id = group_max_id if max_id is None else max(max_id, group_max_id)
+        group_latest = _as_utc(group_latest)
+        latest = group_latest if latest is None or (group_latest and group_latest > latest) else latest
+        if status in layout.INCLUDED_FINDING_STATUSES:
+            by_severity[severity] = by_severity.get(severity, 0) + count
+            by_status[status] = by_status.get(status, 0) + count
+
     reports = latest_reports(conn, tenant["id"])
-    stamps = {
-        rtype: ReportStamp(r["id"], r["fingerprint"], layout.iso(r["generated_at"])) if r else ReportStamp()
-        for rtype, r in reports.items()
+    freshness = {
+        "findings": layout.iso(latest),
+        "hardening": layout.iso(tenant.get("hardening_updated_at")),
     }
+    for report_type, report in reports.items():
+        freshness[report_key(report_type)] = layout.iso(report["generated_at"]) if report else None
+
     operations = operations_completed = None
     if options.include_operations:
-        if since is None:
-            raise ValueError("operations are included but no operations window start was given")
         window = _operations_filter(tenant["id"], since)
-        operations = _stamp(conn, OperationRun.id, OperationRun.created_at, *window)
-        operations_completed = _stamp(
+        created = _aggregate(conn, OperationRun.id, OperationRun.created_at, *window)
+        completed = _aggregate(
             conn, OperationRun.id, OperationRun.completed_at, *window, OperationRun.completed_at.is_not(None)
         )
-    return TenantPackInputs(
+        operations, operations_completed = _stamp(*created), _stamp(*completed)
+        freshness["operations"] = layout.iso(created[2])
+
+    inputs = TenantPackInputs(
         tenant_id=tenant["id"],
         tenant_external_id=str(tenant["external_id"]),
         tenant_name=tenant["name"],
         options=options,
-        # Every status counts here: resolving a finding touches updated_at and drops it from the pack.
-        findings=_stamp(conn, Finding.id, Finding.updated_at, Finding.tenant_id == tenant["id"]),
+        findings=_stamp(total, max_id, latest),
         hardening=tenant["hardening"] or {},
         hardening_updated_at=_iso_full(tenant.get("hardening_updated_at")),
-        reports=stamps,
+        reports={
+            rtype: ReportStamp(r["id"], r["fingerprint"], layout.iso(r["generated_at"])) if r else ReportStamp()
+            for rtype, r in reports.items()
+        },
         operations_since=since.isoformat() if options.include_operations else None,
         operations=operations,
         operations_completed=operations_completed,
     )
+    return TenantSources(inputs, by_severity, by_status, reports, dict(sorted(freshness.items())))
+
+
+def report_key(report_type: str) -> str:
+    """The name a report goes by in summary.json and the executive summary."""
+    return layout.REPORTS[report_type].removeprefix("reports/").removesuffix(".json")
 
 
 def review_pack_inputs(conn: Connection, review: Mapping, tenant: Mapping, options: PackOptions) -> ReviewPackInputs:
@@ -158,41 +206,6 @@ def review_pack_inputs(conn: Connection, review: Mapping, tenant: Mapping, optio
         sections=review["sections"] or [],
         options=options,
     )
-
-
-def finding_counts(conn: Connection, tenant_id: int) -> tuple[dict[str, int], dict[str, int]]:
-    """(by severity, by status) over the findings a pack includes."""
-    rows = conn.execute(
-        select(Finding.severity, Finding.status, func.count())
-        .where(Finding.tenant_id == tenant_id, Finding.status.in_(layout.INCLUDED_FINDING_STATUSES))
-        .group_by(Finding.severity, Finding.status)
-    ).all()
-    by_severity: dict[str, int] = {}
-    by_status: dict[str, int] = {}
-    for severity, status, count in rows:
-        by_severity[severity] = by_severity.get(severity, 0) + count
-        by_status[status] = by_status.get(status, 0) + count
-    return by_severity, by_status
-
-
-def freshness(conn: Connection, tenant: Mapping, reports: Mapping[str, dict | None], since: dt.date | None) -> dict:
-    """When each source last changed, as ISO timestamps (None where a source has no data)."""
-    findings_latest = conn.execute(
-        select(func.max(Finding.updated_at)).where(Finding.tenant_id == tenant["id"])
-    ).scalar()
-    result = {
-        "findings": layout.iso(_as_utc(findings_latest)),
-        "hardening": layout.iso(tenant.get("hardening_updated_at")),
-    }
-    for report_type, report in reports.items():
-        key = layout.REPORTS[report_type].removeprefix("reports/").removesuffix(".json")
-        result[key] = layout.iso(report["generated_at"]) if report else None
-    if since is not None:
-        latest_op = conn.execute(
-            select(func.max(OperationRun.created_at)).where(*_operations_filter(tenant["id"], since))
-        ).scalar()
-        result["operations"] = layout.iso(_as_utc(latest_op))
-    return result
 
 
 def keyset_chunks(conn: Connection, query: Select, id_column, chunk_size: int) -> Iterator[list[dict]]:

@@ -196,7 +196,7 @@ class ReviewPackClient:
             tenant = self._tenant(session, tenant_id, actor_id, Action.REQUEST)
             since = queries.operations_since(utcnow().date()) if options.include_operations else None
             tenant_row = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
-            inputs = queries.tenant_pack_inputs(session.connection(), tenant_row, options, since)
+            inputs = queries.tenant_sources(session.connection(), tenant_row, options, since).inputs
             stored_options = options.as_dict()
             if since is not None:
                 stored_options["operations_since"] = since.isoformat()

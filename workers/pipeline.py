@@ -29,7 +29,7 @@ from domain.options import options_from_dict
 from domain.reasons import ReasonCode
 from domain.ziparchive import DeterministicZip, EntryDigest
 from settings import Settings
-from storage import packs, queries
+from storage import export, packs, queries
 from storage.artifacts import ArtifactStore, ArtifactStoreError, StorageUnavailable
 from storage.db import engine_for, session_factory
 from workers.logs import event
@@ -256,8 +256,8 @@ def build(claim: packs.Claim, *, settings: Settings, reporter: Callable[..., Non
                 # Data moved between the request and now: the pack describes what was read, and says so.
                 with session_factory(settings.database_url)() as session:
                     packs.set_fingerprint(session, claim, fp)
+            # No fsync: the file only feeds the upload; after a crash the next attempt rebuilds it.
             out.flush()
-            os.fsync(out.fileno())
             size = out.tell()
             out.seek(0)
             sha = hashlib.file_digest(out, "sha256").hexdigest()
@@ -268,13 +268,23 @@ def build(claim: packs.Claim, *, settings: Settings, reporter: Callable[..., Non
         raise
 
 
+# PostgreSQL's COPY ends CSV lines with \n only; both paths do the same.
+CSV_LINE_END = "\n"
+
+
+def _csv_line(values) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator=CSV_LINE_END).writerow(values)
+    return buffer.getvalue().encode("utf-8")
+
+
 def _write_csv(target, header, chunks, to_row, on_chunk=None) -> int:
     """Stream rows as CSV into a binary file-like object; returns the number of data rows."""
     count = 0
-    # newline="" lets the csv module write its own \r\n line ends; errors="replace" keeps
+    # newline="" lets the csv module write its own line ends; errors="replace" keeps
     # undecodable text (lone surrogates) from aborting a pack.
     text = io.TextIOWrapper(target, encoding="utf-8", errors="replace", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\r\n")
+    writer = csv.writer(text, lineterminator=CSV_LINE_END)
     writer.writerow(header)
     for chunk in chunks:
         writer.writerows(to_row(row) for row in chunk)
@@ -330,10 +340,10 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
     since = dt.date.fromisoformat(claim.options["operations_since"]) if options.include_operations else None
     pii = options.include_pii
 
-    fp = fingerprint.compute(queries.tenant_pack_inputs(conn, tenant, options, since))
-    reports = queries.latest_reports(conn, tenant["id"])
-    freshness = queries.freshness(conn, tenant, reports, since)
-    by_severity, by_status = queries.finding_counts(conn, tenant["id"])
+    sources = queries.tenant_sources(conn, tenant, options, since)
+    fp = fingerprint.compute(sources.inputs)
+    reports, freshness = sources.reports, sources.freshness
+    by_severity, by_status = sources.by_severity, sources.by_status
     hardening = documents.hardening_document(tenant["hardening"], include_pii=pii)
     files = layout.tenant_files(include_operations=options.include_operations)
 
@@ -368,7 +378,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
             },
             "data_freshness": summary["data_freshness"],
             "hardening": hardening["hardening"],
-            "reports": {_report_key(t): r is not None for t, r in reports.items()},
+            "reports": {queries.report_key(t): r is not None for t, r in reports.items()},
             "files": _file_list(files),
             "fingerprint": fp,
             "disclosure": layout.DISCLOSURE,
@@ -387,6 +397,18 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
             on_chunk=reporter,
         )
 
+    def copy_findings(entry) -> None:
+        nonlocal rows
+        entry.write(_csv_line(layout.FINDINGS_COLUMNS))
+        lines = 0
+        for block in export.copy_findings(conn, tenant["id"], include_pii=pii):
+            entry.write(block)
+            # Quoted cells may hold line breaks, so this is progress, not the row count.
+            lines += block.count(b"\n")
+            reporter(lines, entry.size)
+        # The counts come from the same snapshot as the COPY, so they are the rows written.
+        rows = findings_counts["total"]
+
     def metadata(digests: dict) -> bytes:
         return documents.json_bytes(
             documents.metadata_document(
@@ -399,7 +421,12 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
             )
         )
 
-    _write_archive(out, files, ready=ready, streams={layout.FINDINGS: write_findings}, metadata=metadata)
+    # PostgreSQL streams the CSV itself (COPY); other databases go through the portable chunked reader.
+    fast = settings.findings_reader == "copy" or (
+        settings.findings_reader == "auto" and conn.dialect.name == "postgresql"
+    )
+    streams = {layout.FINDINGS: copy_findings if fast else write_findings}
+    _write_archive(out, files, ready=ready, streams=streams, metadata=metadata)
     return summary, fp, rows
 
 
@@ -450,7 +477,3 @@ def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict,
 
     _write_archive(out, files, ready=ready, streams={}, metadata=metadata)
     return summary, fp, 0
-
-
-def _report_key(report_type: str) -> str:
-    return layout.REPORTS[report_type].removeprefix("reports/").removesuffix(".json")

@@ -358,3 +358,46 @@ def test_placeholders():
     assert PII_PLACEHOLDER == "[redacted]"
     assert SECRET_PLACEHOLDER == "[removed]"
     assert PII_PLACEHOLDER != SECRET_PLACEHOLDER
+
+
+class TestHints:
+    """The literal hints a database uses to skip rows must cover every key the patterns match."""
+
+    @staticmethod
+    def _variants():
+        import itertools
+        import random
+
+        rng = random.Random(5)
+        pieces = [
+            "secret", "token", "password", "passwd", "pwd", "credential", "api_key", "api-key", "apikey",
+            "private_key", "privatekey", "authorization", "authorisation", "cookie", "webhook", "signature",
+            "sas_url", "sasurl", "connection_string", "connectionstring", "principal_name", "user_principal_name",
+            "userprincipalname", "email", "e-mail", "mail", "email_address", "upn", "given_name", "surname",
+            "full_name", "first_name", "last_name", "phone", "mobile", "mobilephone", "telephone_number",
+            "displayname", "display_name", "userDisplayName",
+        ]
+        affixes = ["", "x", "client_", "_id", "My", "-", "Value"]
+        for piece, before, after in itertools.product(pieces, affixes, affixes):
+            word = before + piece + after
+            yield "".join(c.upper() if rng.random() < 0.5 else c for c in word)
+
+    def test_secret_hints_cover_every_secret_key(self):
+        from domain.redaction import SECRET_KEY_HINTS, is_secret_key
+
+        matched = [k for k in self._variants() if is_secret_key(k)]
+        assert len(matched) > 500
+        assert [k for k in matched if not any(h in k.lower() for h in SECRET_KEY_HINTS)] == []
+
+    def test_pii_hints_cover_every_personal_data_key(self):
+        from domain.redaction import PII_KEY_HINTS, is_pii_key
+
+        matched = [k for k in self._variants() if is_pii_key(k)]
+        assert len(matched) > 100
+        assert [k for k in matched if not any(h in k.lower() for h in PII_KEY_HINTS)] == []
+
+    def test_case_folding_is_ascii_only_as_in_postgresql(self):
+        from domain.redaction import is_secret_key
+
+        assert is_secret_key("CLIENT_SECRET")
+        assert not is_secret_key("\u017fecret")  # LATIN SMALL LETTER LONG S folds to "s" only under Unicode rules

@@ -96,7 +96,7 @@ def test_stream_of_an_empty_tenant_yields_nothing(pg_session, tenant):
 def _fp(session, tenant, options=PackOptions(True, True), since=dt.date(2026, 10, 21)):
     session.flush()
     session.refresh(tenant)
-    return fingerprint.compute(queries.tenant_pack_inputs(session.connection(), _row_of(tenant), options, since))
+    return fingerprint.compute(queries.tenant_sources(session.connection(), _row_of(tenant), options, since).inputs)
 
 
 def test_fingerprint_inputs_are_stable_and_follow_every_source(pg_session, tenant):
