@@ -393,7 +393,7 @@ class TestHints:
         from domain.redaction import PII_KEY_HINTS, is_pii_key
 
         matched = [k for k in self._variants() if is_pii_key(k)]
-        assert len(matched) > 100
+        assert len(matched) > 30  # anchored names: only bare names and *DisplayName keys match
         assert [k for k in matched if not any(h in k.lower() for h in PII_KEY_HINTS)] == []
 
     def test_case_folding_is_ascii_only_as_in_postgresql(self):
