@@ -15,6 +15,7 @@ in development also works in production.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -280,21 +281,26 @@ class S3Store:
         self, key: str, path: Path, *, sha256: str, size: int, content_type: str = "application/zip"
     ) -> None:
         object_key = self._object_key(key)
+        # No ACL is sent: objects inherit the bucket's private default. SSE is requested per
+        # object so it holds even on a bucket we did not configure ourselves.
+        extra = {"ServerSideEncryption": "AES256", "Metadata": {"sha256": sha256}, "ContentType": content_type}
+        actual = path.stat().st_size
+        if actual != size:
+            raise ArtifactStoreError(f"refusing to upload {path.name}: it holds {actual} bytes, expected {size}")
         with self._translate("upload", key):
-            self._client.upload_file(
-                str(path),
-                self.bucket,
-                object_key,
-                Config=self._transfer_config,
-                # No ACL is sent: objects inherit the bucket's private default.  SSE
-                # is requested per object so it holds even on a bucket we did not
-                # configure ourselves.
-                ExtraArgs={
-                    "ServerSideEncryption": "AES256",
-                    "Metadata": {"sha256": sha256},
-                    "ContentType": content_type,
-                },
-            )
+            if size < self._transfer_config.multipart_threshold:
+                # One request, and S3 itself checks the body against the SHA-256 we computed, so a
+                # corrupted or short upload is refused rather than stored.
+                with open(path, "rb") as body:
+                    self._client.put_object(
+                        Bucket=self.bucket,
+                        Key=object_key,
+                        Body=body,
+                        ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+                        **extra,
+                    )
+                return
+            self._client.upload_file(str(path), self.bucket, object_key, Config=self._transfer_config, ExtraArgs=extra)
             head = self._client.head_object(Bucket=self.bucket, Key=object_key)
         if head["ContentLength"] != size:
             # A short object must not be mistaken for a finished pack by a later stat().

@@ -11,6 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+class DatabaseUnavailable(Exception):
+    """The database connection broke (terminated, network gone) in the middle of work."""
+
+
 _ENGINES: dict[str, Engine] = {}
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+import psycopg
 from sqlalchemy import Connection
 
 from domain import csvsafe, layout, redaction
+from storage.db import DatabaseUnavailable
 
 # Cells that start like a formula get a leading quote, exactly as domain.csvsafe.neutralise does.
 _FORMULA_CODES = [ord(prefix) for prefix in csvsafe.FORMULA_PREFIXES]
@@ -87,55 +89,68 @@ def _params(tenant_id: int, include_pii: bool) -> dict:
 
 
 _DONE = object()
-BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for deflate, small enough that 16 in flight stay cheap
+BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for deflate to run at full speed
+QUEUE_BLOCKS = 8  # blocks in flight between the reader and the deflater: memory stays under ~10 MB
+
+
+def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[bytes]:
+    with raw.cursor() as cursor:
+        with cursor.copy(findings_copy_sql(), _params(tenant_id, include_pii)) as copy:
+            # COPY sends one message per row; deflate and hashing are only efficient on large
+            # buffers, so rows are gathered into blocks first.
+            buffer = bytearray()
+            for data in copy:
+                buffer += data
+                if len(buffer) >= BLOCK_SIZE:
+                    yield bytes(buffer)
+                    buffer.clear()
+            if buffer:
+                yield bytes(buffer)
 
 
 def copy_findings(
-    conn: Connection, tenant_id: int, *, include_pii: bool, on_chunk: Callable[[bytes], None] | None = None
+    conn: Connection, tenant_id: int, *, include_pii: bool, threaded: bool = True
 ) -> Iterator[bytes]:
-    """Yield findings.csv data rows as COPY sends them (no header).
+    """Yield findings.csv data rows as COPY sends them (no header), in blocks of about 1 MiB.
 
-    A reader thread pulls from the socket while the caller deflates, so reading and
-    compressing overlap on two cores; the bounded queue keeps memory flat.
-    ``on_chunk`` runs in the reader thread, for work that can overlap too (hashing).
+    With ``threaded``, a reader thread pulls from the socket while the caller deflates, so
+    reading and compressing overlap on two cores; the bounded queue keeps memory flat. Small
+    exports skip the thread, whose start-up would cost more than the overlap saves.
     """
     raw = conn.connection.dbapi_connection
-    chunks: queue.Queue = queue.Queue(maxsize=16)
+    try:
+        if threaded:
+            yield from _in_thread(_blocks(raw, tenant_id, include_pii), name=f"copy-findings-{tenant_id}")
+        else:
+            yield from _blocks(raw, tenant_id, include_pii)
+    except psycopg.OperationalError as error:
+        # The connection is gone (terminated, network): the pool must not hand it out again.
+        conn.invalidate(error)
+        raise DatabaseUnavailable(f"the database connection broke during COPY: {type(error).__name__}") from error
+
+
+def _in_thread(source: Iterator[bytes], *, name: str) -> Iterator[bytes]:
+    chunks: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
     failure: list[BaseException] = []
     stop = threading.Event()
 
-    def hand_over(block: bytes) -> bool:
-        if on_chunk is not None:
-            on_chunk(block)
-        while not stop.is_set():
-            try:
-                chunks.put(block, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def read() -> None:
         try:
-            with raw.cursor() as cursor:
-                with cursor.copy(findings_copy_sql(), _params(tenant_id, include_pii)) as copy:
-                    # COPY sends one message per row; deflate and hashing are only efficient on
-                    # large buffers, so rows are gathered into blocks first.
-                    buffer = bytearray()
-                    for data in copy:
-                        buffer += data
-                        if len(buffer) >= BLOCK_SIZE:
-                            if not hand_over(bytes(buffer)):
-                                return
-                            buffer.clear()
-                    if buffer:
-                        hand_over(bytes(buffer))
+            for block in source:
+                while not stop.is_set():
+                    try:
+                        chunks.put(block, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
             failure.append(exc)
         finally:
             chunks.put(_DONE)
 
-    reader = threading.Thread(target=read, name=f"copy-findings-{tenant_id}", daemon=True)
+    reader = threading.Thread(target=read, name=name, daemon=True)
     reader.start()
     try:
         while True:

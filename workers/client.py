@@ -180,7 +180,10 @@ class ReviewPackClient:
         actor_id: int,
         include_pii: bool | None = None,
         include_operations: bool | None = None,
+        **unknown: object,
     ) -> RequestResult:
+        if unknown:
+            raise InvalidRequest(f"unknown option(s): {', '.join(sorted(unknown))}; known: include_pii, include_operations")
         _check_id("tenant_id", tenant_id)
         _check_id("actor_id", actor_id)
         try:

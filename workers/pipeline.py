@@ -31,7 +31,7 @@ from domain.ziparchive import DeterministicZip, EntryDigest
 from settings import Settings
 from storage import export, packs, queries
 from storage.artifacts import ArtifactStore, ArtifactStoreError, StorageUnavailable
-from storage.db import engine_for, session_factory
+from storage.db import DatabaseUnavailable, engine_for, session_factory
 from workers.logs import event
 
 log = logging.getLogger("reviewpacks.pipeline")
@@ -99,7 +99,9 @@ def generate(
     try:
         reporter = _Reporter(claim, settings, on_progress)
         built = build(claim, settings=settings, reporter=reporter)
+        built_at = time.monotonic()
         store.put_file(claim.file_key, built.path, sha256=built.sha256, size=built.size)
+        uploaded_at = time.monotonic()
         with Session() as session:
             finished = packs.mark_ready(
                 session,
@@ -124,6 +126,8 @@ def generate(
             rows=built.rows,
             bytes=built.size,
             duration_s=round(time.monotonic() - started, 3),
+            build_s=round(built_at - started, 3),
+            upload_s=round(uploaded_at - built_at, 3),
         )
         return Result(pack_id, "ready", rows=built.rows, size=built.size)
     except LostClaim:
@@ -132,6 +136,8 @@ def generate(
         return Result(pack_id, "skipped")
     except StorageUnavailable as exc:
         return _transient_or_fail(claim, ReasonCode.STORAGE_UNAVAILABLE, exc, settings, can_retry)
+    except DatabaseUnavailable as exc:
+        return _transient_or_fail(claim, ReasonCode.DATABASE_UNAVAILABLE, exc, settings, can_retry)
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, IntegrityError):
             return _fail(claim, ReasonCode.INTERNAL_ERROR, exc, settings)
@@ -215,18 +221,26 @@ class _Reporter:
         self._claim = claim
         self._settings = settings
         self._on_progress = on_progress
-        self._next = 0.0
-        self.interval_s = settings.progress_interval_seconds
+        self.interval_s = min(settings.progress_interval_seconds, settings.heartbeat_seconds)
+        # The claim has just written the heartbeat; small packs finish before they need another.
+        self._next = time.monotonic() + self.interval_s
 
-    def __call__(self, rows: int, nbytes: int, *, force: bool = False) -> None:
+    def __call__(self, rows: int, nbytes: int) -> None:
         now = time.monotonic()
-        if not force and now < self._next:
+        if now < self._next:
             return
-        self._next = now + min(self.interval_s, self._settings.heartbeat_seconds)
+        self._next = now + self.interval_s
         with session_factory(self._settings.database_url)() as session:
             owned = packs.heartbeat(session, self._claim, now=utcnow(), rows=rows, nbytes=nbytes)
         if not owned:
             raise LostClaim(f"pack {self._claim.pack_id} attempt {self._claim.attempt} is no longer the owner")
+        self._tell(rows, nbytes)
+
+    def done(self, rows: int, nbytes: int) -> None:
+        """The last figures; the database gets them with the ready state itself."""
+        self._tell(rows, nbytes)
+
+    def _tell(self, rows: int, nbytes: int) -> None:
         if self._on_progress is not None:
             self._on_progress({"pack_id": self._claim.pack_id, "rows": rows, "bytes": nbytes})
 
@@ -240,7 +254,7 @@ def snapshot(engine: Engine):
             yield conn
 
 
-def build(claim: packs.Claim, *, settings: Settings, reporter: Callable[..., None]) -> BuiltPack:
+def build(claim: packs.Claim, *, settings: Settings, reporter: _Reporter) -> BuiltPack:
     """Write the pack into a temp file; the caller owns (and removes) the file."""
     engine = engine_for(settings.database_url)
     fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{claim.pack_id}-", suffix=".zip")
@@ -261,7 +275,7 @@ def build(claim: packs.Claim, *, settings: Settings, reporter: Callable[..., Non
             size = out.tell()
             out.seek(0)
             sha = hashlib.file_digest(out, "sha256").hexdigest()
-        reporter(rows, size, force=True)
+        reporter.done(rows, size)
         return BuiltPack(path=path, sha256=sha, size=size, rows=rows, summary=summary, fingerprint=fp)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -401,7 +415,8 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
         nonlocal rows
         entry.write(_csv_line(layout.FINDINGS_COLUMNS))
         lines = 0
-        for block in export.copy_findings(conn, tenant["id"], include_pii=pii):
+        total = sum(by_status.values())
+        for block in export.copy_findings(conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
             entry.write(block)
             # Quoted cells may hold line breaks, so this is progress, not the row count.
             lines += block.count(b"\n")

@@ -158,3 +158,11 @@ def test_download_url_of_a_pack_that_is_not_ready_is_refused(env):
     result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
     with pytest.raises(InvalidRequest, match="not ready for download"):
         client.download_url(result.pack.id, ids.manager_id)
+
+
+def test_unknown_options_are_refused_and_nothing_is_written(env, pg_url):
+    client, recorder, ids = env
+    before = _counts(pg_url, ids.tenant_id)
+    with pytest.raises(InvalidRequest, match="unknown option.*include_secrets"):
+        client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_secrets=True)
+    assert _counts(pg_url, ids.tenant_id) == before and recorder.published == []

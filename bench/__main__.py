@@ -1,0 +1,342 @@
+"""`python -m bench`: generation speed and memory against a floor measured in the same run.
+
+On the local PostgreSQL and Redis and a moto S3 server over HTTP, it measures:
+
+1. the floor: `psql -c "\\copy (<the findings query>) to stdout with csv" | gzip -6`,
+   the time the database and one deflate stream need for the same bytes;
+2. end to end: request_pack -> a real worker process -> pack ready with the object in S3;
+3. the worker's peak RSS at a small and at the full size (fresh worker each);
+4. small-pack throughput: many tenants requested at once, 2 worker processes;
+5. request_pack latency over many calls.
+
+It prints one table and writes it to bench/results.md. Timing never fails the
+run; a broken pipeline (a pack that does not become ready, packs that differ
+for the same fingerprint) does, with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import redis as redis_lib
+from moto.server import ThreadedMotoServer
+from sqlalchemy import create_engine, text, update
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from settings import Settings  # noqa: E402
+from storage import db  # noqa: E402
+from storage.artifacts import artifact_store_from_settings  # noqa: E402
+from storage.demo_data import add_findings, seed_demo  # noqa: E402
+from storage.export import _params, findings_copy_sql  # noqa: E402
+from storage.models import ReviewPack, Tenant, WorkspaceMembership  # noqa: E402
+from workers.client import ReviewPackClient  # noqa: E402
+
+
+class BenchFailure(Exception):
+    pass
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Environment:
+    def __init__(self, args):
+        self.args = args
+        self.home = Path(tempfile.mkdtemp(prefix="reviewpacks-bench-"))
+        self.database = f"reviewpacks_bench_{os.getpid()}"
+        admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{self.database}"'))
+        admin.dispose()
+        self.database_url = args.admin_url.rsplit("/", 1)[0] + f"/{self.database}"
+        db.upgrade(self.database_url)
+        redis_lib.Redis.from_url(args.redis_url).flushdb()
+        self.s3_port = free_port()
+        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
+        self.s3.start()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWPACKS_")}
+        self.env.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            REVIEWPACKS_HOME=str(self.home),
+            REVIEWPACKS_DATABASE_URL=self.database_url,
+            REVIEWPACKS_BROKER_URL=args.redis_url,
+            REVIEWPACKS_ARTIFACT_STORE=f"s3://bench-{uuid.uuid4().hex[:8]}/packs",
+            REVIEWPACKS_S3_ENDPOINT_URL=f"http://127.0.0.1:{self.s3_port}",
+            PYTHONPATH=str(ROOT),
+        )
+        os.environ.update({k: self.env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+        self.settings = Settings.from_env(self.env)
+        self.store = artifact_store_from_settings(self.settings)
+        self.store.ensure_ready()
+        self.client = ReviewPackClient(self.settings)
+
+    def session(self):
+        return db.session_factory(self.database_url)()
+
+    def close(self):
+        self.s3.stop()
+        for engine in list(db._ENGINES.values()):
+            engine.dispose()
+        admin = create_engine(self.args.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+        admin.dispose()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Worker:
+    def __init__(self, env: Environment, *, pool: str, concurrency: int):
+        self.log = env.home / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "review_packs,maintenance",
+             "-P", pool, "-c", str(concurrency), "--without-gossip", "--without-mingle", "--loglevel=WARNING",
+             "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=ROOT, env=env.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        app_ready = False
+        while time.monotonic() < deadline and not app_ready:
+            if self.process.poll() is not None:
+                raise BenchFailure(f"worker exited:\n{self.log.read_text()}")
+            # Readiness: the worker answers a control ping.
+            app_ready = self._ping(env)
+            time.sleep(0.2)
+        if not app_ready:
+            raise BenchFailure(f"worker not ready:\n{self.log.read_text()}")
+
+    def _ping(self, env: Environment) -> bool:
+        from workers.app import make_app
+
+        app = make_app(env.settings)
+        try:
+            return bool(app.control.ping(timeout=0.5))
+        finally:
+            app.close()
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM of the process that ran the task (the worker itself with the solo pool)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise BenchFailure("no VmHWM")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def seed_tenant(env: Environment, findings: int):
+    with env.session() as session:
+        ids = seed_demo(session, findings=0)
+        add_findings(session, ids.tenant_id, findings)
+    with psycopg.connect(env.database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE findings")
+    return ids
+
+
+def floor_seconds(env: Environment, tenant_id: int) -> float:
+    with psycopg.connect(env.database_url.replace("+psycopg", "")) as conn:
+        statement = psycopg.ClientCursor(conn).mogrify(findings_copy_sql(), _params(tenant_id, True))
+    query = statement[len("COPY (") : statement.rindex(") TO STDOUT")]
+    url = env.database_url.replace("postgresql+psycopg://", "postgresql://")
+    out = env.home / "floor.csv.gz"
+    started = time.perf_counter()
+    subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f'psql "{url}" -X -q -c "\\copy ({query}) to stdout with csv" | gzip -6 > {out}'],
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+def wait_ready(env: Environment, pack_id: int, actor: int, timeout: float = 3600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = env.client.get_pack(pack_id, actor)
+        if view.is_final:
+            if view.status != "ready":
+                raise BenchFailure(f"pack {pack_id} ended {view.status} ({view.reason_code})")
+            return view
+        time.sleep(0.02)
+    raise BenchFailure(f"pack {pack_id} not ready after {timeout}s")
+
+
+def expire(env: Environment, pack_id: int) -> None:
+    with env.session() as session:
+        session.execute(update(ReviewPack).where(ReviewPack.id == pack_id).values(status="expired"))
+        session.commit()
+
+
+def end_to_end(env: Environment, ids, runs: int) -> tuple[list[float], object]:
+    times, digests, view = [], set(), None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=True)
+        if result.outcome != "queued":
+            raise BenchFailure(f"expected a new generation, got {result.outcome}")
+        view = wait_ready(env, result.pack.id, ids.manager_id)
+        times.append(time.perf_counter() - started)
+        digests.add(view.sha256)
+        expire(env, view.id)
+    if len(digests) != 1:
+        raise BenchFailure(f"the same fingerprint gave {len(digests)} different packs")
+    return times, view
+
+
+def peak_rss(env: Environment, ids) -> float:
+    worker = Worker(env, pool="solo", concurrency=1)
+    try:
+        result = env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=False)
+        view = wait_ready(env, result.pack.id, ids.manager_id)
+        expire(env, view.id)
+        return worker.peak_rss_mb()
+    finally:
+        worker.stop()
+
+
+def small_packs(env: Environment, tenants: int, findings: int) -> tuple[float, list]:
+    with env.session() as session:
+        seeded = []
+        for i in range(tenants):
+            ids = seed_demo(session, findings=0, name=f"Small{i}")
+            add_findings(session, ids.tenant_id, findings, seed=i)
+            seeded.append(ids)
+    worker = Worker(env, pool="prefork", concurrency=2)
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda ids: env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id), seeded))
+        pending = {r.pack.id: ids for r, ids in zip(results, seeded)}
+        deadline = time.monotonic() + 600
+        while pending and time.monotonic() < deadline:
+            with env.session() as session:
+                rows = session.query(ReviewPack.id, ReviewPack.status).filter(ReviewPack.id.in_(list(pending))).all()
+            for pack_id, status in rows:
+                if status == "ready":
+                    pending.pop(pack_id)
+                elif status == "failed":
+                    raise BenchFailure(f"small pack {pack_id} failed")
+            time.sleep(0.02)
+        if pending:
+            raise BenchFailure(f"{len(pending)} small packs not ready")
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.stop()
+    return tenants / elapsed, seeded
+
+
+def request_latency(env: Environment, seeded: list, calls: int) -> list[float]:
+    latencies = []
+    for i in range(calls):
+        ids = seeded[i % len(seeded)]
+        started = time.perf_counter()
+        result = env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if result.outcome != "reused_ready":
+            raise BenchFailure(f"expected reuse, got {result.outcome}")
+    return latencies
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def machine() -> str:
+    memory = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores, {memory / 1024 / 1024:.1f} GiB, Python {platform.python_version()}, PostgreSQL local"
+
+
+def main(argv=None) -> int:
+    import logging
+
+    # moto's HTTP server logs every request; the figures are what this command is for.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--findings", type=int, default=1_000_000)
+    parser.add_argument("--small-rss-findings", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--small-tenants", type=int, default=200)
+    parser.add_argument("--small-findings", type=int, default=1_000)
+    parser.add_argument("--request-calls", type=int, default=1_000)
+    parser.add_argument("--skip-small", action="store_true", help="only the large pack (for the 10M run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--admin-url", default=os.environ.get("REVIEWPACKS_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--redis-url", default=os.environ.get("REVIEWPACKS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"))
+    args = parser.parse_args(argv)
+
+    env = Environment(args)
+    rows: list[tuple[str, str, str]] = []
+    try:
+        print(f"seeding {args.findings:,} findings ...", flush=True)
+        big = seed_tenant(env, args.findings)
+        small = seed_tenant(env, args.small_rss_findings)
+
+        floors = [floor_seconds(env, big.tenant_id) for _ in range(args.runs)]
+        worker = Worker(env, pool="solo", concurrency=1)
+        try:
+            e2e, view = end_to_end(env, big, args.runs)
+        finally:
+            worker.stop()
+        floor, ours = statistics.median(floors), statistics.median(e2e)
+        rows.append(("floor: psql \\copy \\| gzip -6 (median)", f"{floor:.2f} s", f"runs {', '.join(f'{f:.2f}' for f in floors)}"))
+        rows.append((f"end to end, {view.rows_written:,} rows (median)", f"{ours:.2f} s", f"runs {', '.join(f'{t:.2f}' for t in e2e)}"))
+        rows.append(("end to end / floor", f"{ours / floor:.2f}x", "target <= 1.30x"))
+        rows.append(("pack size", f"{view.file_size / 1e6:.1f} MB", f"{view.rows_written / ours:,.0f} rows/s"))
+
+        rss_small = peak_rss(env, small)
+        rss_big = peak_rss(env, big)
+        rows.append((f"worker peak RSS at {args.small_rss_findings:,} findings", f"{rss_small:.0f} MB", "VmHWM, solo pool"))
+        rows.append((f"worker peak RSS at {args.findings:,} findings", f"{rss_big:.0f} MB", f"+{rss_big - rss_small:.0f} MB; target <= 150 MB, <= +30 MB"))
+
+        if not args.skip_small:
+            rate, seeded = small_packs(env, args.small_tenants, args.small_findings)
+            rows.append((f"small packs: {args.small_tenants} x {args.small_findings:,} findings, 2 processes", f"{rate:.1f} packs/s", "target >= 25"))
+            latencies = request_latency(env, seeded, args.request_calls)
+            rows.append((f"request_pack over {args.request_calls:,} calls", f"p95 {percentile(latencies, 95):.1f} ms",
+                         f"p50 {percentile(latencies, 50):.1f} ms; target p95 <= 15 ms"))
+    except BenchFailure as exc:
+        print(f"bench: pipeline broken: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        env.close()
+
+    width = max(len(r[0]) for r in rows)
+    table = [f"| {'measure'.ljust(width)} | value | notes |", f"| {'-' * width} | --- | --- |"]
+    table += [f"| {name.ljust(width)} | {value} | {notes} |" for name, value, notes in rows]
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    report = "\n".join(
+        [f"# Benchmark results", "", f"{stamp}; {machine()}; `python -m bench {' '.join(argv or sys.argv[1:])}`", "", *table, ""]
+    )
+    print(report)
+    args.out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
