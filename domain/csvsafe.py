@@ -6,6 +6,12 @@ from __future__ import annotations
 # in Excel, LibreOffice and Google Sheets.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
+# Spreadsheets hold at most 32,767 characters in a cell (Excel), and Python's csv module refuses
+# fields over 131,072 by default: longer text is cut, visibly, so that every reader can open the file.
+MAX_CELL = 32_767
+TRUNCATED = " …[truncated]"
+KEEP = MAX_CELL - 1 - len(TRUNCATED)  # room for the marker and a neutralising quote
+
 
 def neutralise(value: object) -> str:
     """Render one cell as text, prefixing a single quote where it could run as a formula."""
@@ -15,6 +21,8 @@ def neutralise(value: object) -> str:
     # NUL cannot be stored by PostgreSQL and breaks some CSV readers; it never carries meaning here.
     if "\x00" in text:
         text = text.replace("\x00", "")
+    if len(text) > KEEP + len(TRUNCATED):
+        text = text[:KEEP] + TRUNCATED
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text

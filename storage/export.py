@@ -30,7 +30,12 @@ _TIMESTAMP = "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'
 
 def _neutralised(column: str) -> str:
     # PostgreSQL text cannot hold NUL, so the portable path's NUL stripping has nothing to do here.
-    return f"CASE WHEN ascii({column}) = ANY(%(formula)s) THEN '''' || {column} ELSE {column} END"
+    # Over-long text is cut first, with the same marker and length as domain.csvsafe.
+    cut = (
+        f"CASE WHEN length({column}) > {csvsafe.KEEP + len(csvsafe.TRUNCATED)} "
+        f"THEN left({column}, {csvsafe.KEEP}) || %(truncated)s ELSE {column} END"
+    )
+    return f"CASE WHEN ascii({column}) = ANY(%(formula)s) THEN '''' || {cut} ELSE {cut} END"
 
 
 def findings_copy_sql() -> str:
@@ -79,6 +84,7 @@ def _params(tenant_id: int, include_pii: bool) -> dict:
         "include_pii": include_pii,
         "placeholder": redaction.PII_PLACEHOLDER,
         "formula": _FORMULA_CODES,
+        "truncated": csvsafe.TRUNCATED,
         "secret_re": redaction.SECRET_KEY_PATTERN,
         "pii_re": redaction.PII_KEY_PATTERN,
         # Unanchored, for the prefilter: any text that could be such a key.

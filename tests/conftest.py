@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from settings import Settings
 from storage import db
 
-pytest_plugins = ["tests.support.s3"]
+pytest_plugins = ["tests.support.s3", "tests.support.reliability"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("REVIEWPACKS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -176,6 +176,24 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._log.close()
+
+
+class Beat:
+    """A real `celery beat` process."""
+
+    def __init__(self, env: dict, home: Path):
+        self.log_path = home / "beat.log"
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--schedule", str(home / "beat-schedule"),
+             "--loglevel=INFO"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
         self._log.close()
 
 

@@ -282,13 +282,16 @@ def build(claim: packs.Claim, *, settings: Settings, reporter: _Reporter) -> Bui
         raise
 
 
-# PostgreSQL's COPY ends CSV lines with \n only; both paths do the same.
-CSV_LINE_END = "\n"
+# RFC 4180 line ends. They also matter for safety: Python's csv module quotes a cell holding a
+# carriage return only when \r is part of the line terminator. PostgreSQL's COPY ends lines with
+# \n (and quotes CR and LF itself), so its findings.csv header follows suit.
+CSV_LINE_END = "\r\n"
+COPY_LINE_END = "\n"
 
 
-def _csv_line(values) -> bytes:
+def _csv_line(values, line_end: str) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=CSV_LINE_END).writerow(values)
+    csv.writer(buffer, lineterminator=line_end).writerow(values)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -413,7 +416,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
 
     def copy_findings(entry) -> None:
         nonlocal rows
-        entry.write(_csv_line(layout.FINDINGS_COLUMNS))
+        entry.write(_csv_line(layout.FINDINGS_COLUMNS, COPY_LINE_END))
         lines = 0
         total = sum(by_status.values())
         for block in export.copy_findings(conn, tenant["id"], include_pii=pii, threaded=total > 20_000):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import redis as redis_lib
 
 from storage.demo_data import add_findings
 from storage.models import OperationRun
-from tests.conftest import ROOT, Stack, Worker
+from tests.conftest import Beat, Stack, Worker
 from tests.support.packs import object_bytes, open_zip, pack_key, seed, sha256
 
 pytestmark = pytest.mark.e2e
@@ -26,22 +24,6 @@ FAST_RECOVERY = {
     "REVIEWPACKS_QUEUED_REPUBLISH_SECONDS": "2",
     "REVIEWPACKS_FINDINGS_CHUNK_SIZE": "2000",
 }
-
-
-class Beat:
-    def __init__(self, env: dict, home: Path):
-        self.log_path = home / "beat.log"
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "--schedule", str(home / "beat-schedule"),
-             "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 @pytest.fixture
