@@ -43,7 +43,7 @@ from storage import db  # noqa: E402
 from storage.artifacts import artifact_store_from_settings  # noqa: E402
 from storage.demo_data import add_findings, seed_demo  # noqa: E402
 from storage.export import _params, findings_copy_sql  # noqa: E402
-from storage.models import ReviewPack, Tenant, WorkspaceMembership  # noqa: E402
+from storage.models import ReviewPack  # noqa: E402
 from workers.client import ReviewPackClient  # noqa: E402
 
 
@@ -331,7 +331,7 @@ def main(argv=None) -> int:
     table += [f"| {name.ljust(width)} | {value} | {notes} |" for name, value, notes in rows]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     report = "\n".join(
-        [f"# Benchmark results", "", f"{stamp}; {machine()}; `python -m bench {' '.join(argv or sys.argv[1:])}`", "", *table, ""]
+        ["# Benchmark results", "", f"{stamp}; {machine()}; `python -m bench {' '.join(argv or sys.argv[1:])}`", "", *table, ""]
     )
     print(report)
     args.out.write_text(report)

@@ -9,7 +9,6 @@ Then a pack is generated through the processes those commands started.
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import subprocess
 import sys

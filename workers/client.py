@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from domain import capabilities, fingerprint, layout
 from domain.capabilities import Action
 from domain.options import InvalidOptions, PackOptions, resolve_options
-from domain.states import ACTIVE_PACK_STATUSES, RUN_TYPE_GENERATE, PackStatus, RunStatus, TERMINAL_PACK_STATUSES
+from domain.states import ACTIVE_PACK_STATUSES, RUN_TYPE_GENERATE, TERMINAL_PACK_STATUSES, PackStatus, RunStatus
 from settings import Settings
 from storage import packs, queries
 from storage.artifacts import ArtifactStore, artifact_store_from_settings

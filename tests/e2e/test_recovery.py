@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
@@ -13,7 +11,7 @@ import redis as redis_lib
 from storage.demo_data import add_findings
 from storage.models import OperationRun
 from tests.conftest import Beat, Stack, Worker
-from tests.support.packs import object_bytes, open_zip, pack_key, seed, sha256
+from tests.support.packs import object_bytes, open_zip, pack_key, seed, sha256, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +29,6 @@ def fast_env(stack: Stack) -> dict:
     return {**stack.env, **FAST_RECOVERY}
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(what)
 
 
 def test_a_sigkilled_worker_mid_generation_loses_nothing(stack, fast_env, tmp_path):
@@ -50,7 +40,7 @@ def test_a_sigkilled_worker_mid_generation_loses_nothing(stack, fast_env, tmp_pa
     try:
         victim.wait_ready()
         pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
-        _wait_for(lambda: client.get_pack(pack_id, ids.manager_id).rows_written > 0, 60, "generation did not start")
+        wait_for(lambda: client.get_pack(pack_id, ids.manager_id).rows_written > 0, 60, "generation did not start")
         # The whole worker, parent and child, as when a host or container dies.
         os.killpg(os.getpgid(victim.process.pid), signal.SIGKILL)
         victim.process.wait(timeout=10)

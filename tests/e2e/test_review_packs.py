@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from html.parser import HTMLParser
 import subprocess
 import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest

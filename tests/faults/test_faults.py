@@ -24,9 +24,9 @@ from sqlalchemy import func, select, update
 
 from settings import Settings
 from storage.demo_data import add_findings
-from storage.models import Finding, OperationRun, ReviewPack, StoredReport
+from storage.models import OperationRun, ReviewPack, StoredReport
 from tests.conftest import Beat, Stack, Worker
-from tests.support.packs import object_bytes, open_zip, seed, sha256
+from tests.support.packs import object_bytes, open_findings, open_zip, seed, sha256, wait_for
 from tests.support.reliability import trials
 from tests.support.s3 import free_port
 
@@ -41,14 +41,6 @@ FAST = {
 }
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError(what)
 
 
 def _status(stack: Stack, pack_id: int) -> str:
@@ -98,7 +90,7 @@ def test_worker_child_sigkilled_at_a_random_moment(stack, fast_env, tmp_path, re
                 add_findings(session, ids.tenant_id, 150_000, seed=trial)
             pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
             pack_ids.append(pack_id)
-            _wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
+            wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
             time.sleep(rng.uniform(0.0, 1.2))
             for child in _children(worker.process.pid):
                 os.kill(child, signal.SIGKILL)
@@ -106,10 +98,7 @@ def test_worker_child_sigkilled_at_a_random_moment(stack, fast_env, tmp_path, re
             assert pack.status == "ready", worker.log()
             data = object_bytes(stack, pack)
             assert sha256(data) == pack.sha256
-            with stack.session() as session:
-                expected = session.execute(
-                    select(func.count()).where(Finding.tenant_id == ids.tenant_id, Finding.status.in_(["new", "acknowledged"]))
-                ).scalar_one()
+            expected = open_findings(stack, ids.tenant_id)
             assert sum(1 for _ in open_zip(data).open("findings.csv")) - 1 == expected
     finally:
         beat.stop()
@@ -132,7 +121,7 @@ def test_storage_outage_during_upload_is_retried(stack, s3_server, tmp_path, rel
                 add_findings(session, ids.tenant_id, 200_000, seed=100 + trial)
             pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
             pack_ids.append(pack_id)
-            _wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
+            wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
             s3_server.stop()
             try:
                 time.sleep(4)
@@ -184,7 +173,7 @@ def test_database_connection_killed_mid_stream(stack, tmp_path, reliability):
             pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
             pack_ids.append(pack_id)
             with psycopg.connect(dsn, autocommit=True) as admin:
-                backend = _wait_for(
+                backend = wait_for(
                     lambda: admin.execute(
                         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY (SELECT%%'"
                         " AND pid <> pg_backend_pid()"
@@ -198,9 +187,7 @@ def test_database_connection_killed_mid_stream(stack, tmp_path, reliability):
             assert pack.status == "ready", worker.log()
             with stack.session() as session:
                 run = session.get(OperationRun, pack.operation_run_id)
-                expected = session.execute(
-                    select(func.count()).where(Finding.tenant_id == ids.tenant_id, Finding.status.in_(["new", "acknowledged"]))
-                ).scalar_one()
+            expected = open_findings(stack, ids.tenant_id)
             assert run.attempts >= 2
             assert pack.rows_written == expected
             assert sum(1 for _ in open_zip(object_bytes(stack, pack)).open("findings.csv")) - 1 == expected
@@ -225,7 +212,7 @@ class LocalRedis:
              "--save", "", "--appendonly", "no", "--dir", str(self.home), "--logfile", str(self.home / "redis.log")],
             check=True,
         )
-        _wait_for(lambda: self._ping(), 10, "redis did not start")
+        wait_for(lambda: self._ping(), 10, "redis did not start")
 
     def _ping(self) -> bool:
         try:
@@ -238,7 +225,7 @@ class LocalRedis:
             redis_lib.Redis.from_url(self.url).shutdown(nosave=True)
         except redis_lib.ConnectionError:
             pass
-        _wait_for(lambda: not self._ping(), 10, "redis did not stop")
+        wait_for(lambda: not self._ping(), 10, "redis did not stop")
 
 
 def test_redis_restarted_without_persistence_loses_no_request(stack, tmp_path, reliability):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 import zipfile
 
 from sqlalchemy import func, select
 
 from storage.demo_data import seed_demo
-from storage.models import ReviewPack
+from storage.models import Finding, ReviewPack
 
 TENANT_PACK_FILES = [
     "executive-summary.html",
@@ -58,3 +59,22 @@ def read_json(archive: zipfile.ZipFile, name: str) -> dict:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def open_findings(stack, tenant_id: int) -> int:
+    """How many findings a pack of this tenant must contain (new and acknowledged)."""
+    with stack.session() as session:
+        return session.execute(
+            select(func.count()).where(Finding.tenant_id == tenant_id, Finding.status.in_(["new", "acknowledged"]))
+        ).scalar_one()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll until predicate returns something truthy; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise TimeoutError(what)

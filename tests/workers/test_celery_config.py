@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import celeryconfig
+import workers.tasks  # noqa: F401 - registers the tasks the worker loads through `include`
 from tests.conftest import ROOT
 from workers.app import app
-import workers.tasks  # noqa: F401 - registers the tasks the worker loads through `include`
 
 
 def test_generate_task_delivery_policy():

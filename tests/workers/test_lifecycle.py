@@ -91,8 +91,8 @@ def test_a_failed_pack_with_the_same_fingerprint_does_not_block_a_new_one(env):
     settings, store, client, ids, _ = env
     first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
     with db.session_factory(settings.database_url)() as session:
-        from storage import packs
         from domain.reasons import ReasonCode
+        from storage import packs
 
         packs.mark_failed(session, first.id, ReasonCode.INTERNAL_ERROR, now=pipeline.utcnow())
     second = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
