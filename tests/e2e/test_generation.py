@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import datetime as dt
 import io
 import uuid
@@ -200,3 +201,23 @@ def test_changed_data_gives_a_new_pack_that_records_the_previous_fingerprint(sta
     assert second.fingerprint != first.fingerprint
     assert second.previous_fingerprint == first.fingerprint
     assert read_json(open_zip(object_bytes(stack, second)), "summary.json")["counts"]["findings"]["by_status"]["new"] == 0
+
+
+def test_cli_request_wait_shows_progress_and_ends_with_the_url(stack, worker):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    ids = seed(stack, findings=200)
+    env = {**stack.env, "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "request", "--tenant", str(ids.tenant_id), "--actor", str(ids.manager_id), "--wait"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "queued for generation" in result.stdout
+    assert re.search(r"ready .* \d+ rows, \d+ bytes", result.stdout)
+    url = result.stdout.strip().splitlines()[-1]
+    assert url.startswith(stack.settings.s3_endpoint_url) and "X-Amz-Signature=" in url
+    assert requests.get(url, timeout=30).status_code == 200

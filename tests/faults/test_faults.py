@@ -318,7 +318,8 @@ def test_two_hundred_identical_requests_from_twenty_threads(stack, worker, relia
     assert (row.duplicates, row.leftovers) == (0, 0)
 
 
-def test_a_poison_pack_fails_once_and_does_not_loop(stack, fast_env, tmp_path, reliability):
+def test_a_poison_pack_fails_once_and_does_not_loop(stack, worker, fast_env, tmp_path, reliability):
+    # Two workers (the module's and a fast-recovery one with beat): neither may pick it up again.
     ids = seed(stack, findings=10)
     with stack.session() as session:
         session.execute(
@@ -326,21 +327,23 @@ def test_a_poison_pack_fails_once_and_does_not_loop(stack, fast_env, tmp_path, r
             .values(payload="corrupt")
         )
         session.commit()
-    worker = Worker(fast_env, tmp_path / "worker.log")
+    second = Worker(fast_env, tmp_path / "worker.log")
     beat = Beat(fast_env, tmp_path)
     try:
-        worker.wait_ready()
+        second.wait_ready()
         client = stack.client()
         pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
         pack = client.wait(pack_id, ids.manager_id, timeout=60)
         time.sleep(5)  # several reaper rounds
     finally:
         beat.stop()
-        worker.stop()
+        second.stop()
     assert (pack.status, pack.reason_code) == ("failed", "invalid_source_data")
     with stack.session() as session:
         assert session.get(OperationRun, pack.operation_run_id).attempts == 1
-    assert worker.log_path.read_text().count(f"pack.generating pack_id={pack_id} ") == 1
+    logs = worker.log_path.read_text() + second.log_path.read_text()
+    assert logs.count(f"pack.generating pack_id={pack_id} ") == 1
+    assert logs.count(f"pack.failed pack_id={pack_id} ") == 1
     row = reliability.row("poison pack (corrupt stored report)")
     _tally(stack, row, [pack_id], expect_failed=True)
     assert (row.failed_as_expected, row.duplicates, row.leftovers) == (1, 0, 0)
