@@ -65,6 +65,14 @@ def _tally(stack: Stack, row, pack_ids: list[int], *, expect_failed: bool = Fals
     )
 
 
+def _request_large(stack: Stack, findings: int, *, rng_seed: int):
+    """A tenant with many findings, and a pack requested for it: (ids, pack id)."""
+    ids = seed(stack, findings=5)
+    with stack.session() as session:
+        add_findings(session, ids.tenant_id, findings, seed=rng_seed)
+    return ids, stack.client().request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -85,10 +93,7 @@ def test_worker_child_sigkilled_at_a_random_moment(stack, fast_env, tmp_path, re
         worker.wait_ready()
         client = stack.client()
         for trial in range(trials(10, 3)):
-            ids = seed(stack, findings=5)
-            with stack.session() as session:
-                add_findings(session, ids.tenant_id, 150_000, seed=trial)
-            pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
+            ids, pack_id = _request_large(stack, 150_000, rng_seed=trial)
             pack_ids.append(pack_id)
             wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
             time.sleep(rng.uniform(0.0, 1.2))
@@ -116,10 +121,7 @@ def test_storage_outage_during_upload_is_retried(stack, s3_server, tmp_path, rel
         worker.wait_ready()
         client = stack.client()
         for trial in range(trials(3, 1)):
-            ids = seed(stack, findings=5)
-            with stack.session() as session:
-                add_findings(session, ids.tenant_id, 200_000, seed=100 + trial)
-            pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
+            ids, pack_id = _request_large(stack, 200_000, rng_seed=100 + trial)
             pack_ids.append(pack_id)
             wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
             s3_server.stop()
@@ -167,10 +169,7 @@ def test_database_connection_killed_mid_stream(stack, tmp_path, reliability):
         worker.wait_ready()
         client = stack.client()
         for trial in range(trials(3, 1)):
-            ids = seed(stack, findings=5)
-            with stack.session() as session:
-                add_findings(session, ids.tenant_id, 300_000, seed=200 + trial)
-            pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
+            ids, pack_id = _request_large(stack, 300_000, rng_seed=200 + trial)
             pack_ids.append(pack_id)
             with psycopg.connect(dsn, autocommit=True) as admin:
                 backend = wait_for(
@@ -268,10 +267,7 @@ def test_duplicate_messages_and_racing_workers_generate_once(stack, tmp_path, re
             w.wait_ready()
         client = stack.client()
         for _ in range(trials(5, 2)):
-            ids = seed(stack, findings=5)
-            with stack.session() as session:
-                add_findings(session, ids.tenant_id, 30_000)
-            pack_id = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack.id
+            ids, pack_id = _request_large(stack, 30_000, rng_seed=0)
             pack_ids.append(pack_id)
             for _ in range(2):
                 app.send_task("reviewpacks.generate", args=[pack_id], queue="review_packs")
