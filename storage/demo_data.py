@@ -132,6 +132,7 @@ def seed_demo(session: Session, *, findings: int = 250, seed: int = 7, name: str
         status="published",
         summary={
             "headline": "Identity controls are solid; privileged access needs a quarterly review.",
+            "interpretation_version": "2026.1",
             "overall_status": "needs attention",
             "key_findings": [
                 {"title": "Four apps hold high-privilege Graph permissions", "severity": "high", "detail": "Review consent grants."}

@@ -485,7 +485,15 @@ def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict,
         return documents.json_bytes(
             documents.metadata_document(
                 kind=layout.PackKind.REVIEW,
-                identity={"tenant": identity, "review": {"id": review["id"], "published_at": published_at}},
+                identity={
+                    "tenant": identity,
+                    "review": {
+                        "id": review["id"],
+                        "published_at": published_at,
+                        "interpretation_version": content["raw_summary"].get("interpretation_version"),
+                        "evidence_basis": content["evidence_basis"],
+                    },
+                },
                 fingerprint=fp,
                 options=options.as_dict(),
                 freshness=freshness,

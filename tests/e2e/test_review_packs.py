@@ -82,6 +82,8 @@ def test_review_pack_has_the_review_layout_and_metadata(stack, worker):
     metadata = read_json(archive, "metadata.json")
     assert metadata["kind"] == "review"
     assert metadata["pack"]["review"]["id"] == ids.review_id
+    assert metadata["pack"]["review"]["evidence_basis"][0]["source"] == "Findings"
+    assert metadata["pack"]["review"]["interpretation_version"] == "2026.1"
     assert metadata["entrypoint"] == "executive-summary.html"
     assert metadata["appendix"] == ["metadata.json", "sections.json", "summary.json"]
     assert {f["path"]: f["sha256"] for f in metadata["files"]} == {
