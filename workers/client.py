@@ -98,6 +98,18 @@ def _check_id(name: str, value: object) -> int:
     return value
 
 
+def _audit(session: Session, pack: ReviewPack, actor_id: int, action: str, details: dict) -> None:
+    packs.add_audit(
+        session,
+        workspace_id=pack.workspace_id,
+        tenant_id=pack.tenant_id,
+        actor_id=actor_id,
+        action=action,
+        pack_id=pack.id,
+        details=details,
+    )
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -424,15 +436,7 @@ class ReviewPackClient:
                 ttl_seconds=ttl_minutes * 60,
             )
             # The URL is a bearer credential: the audit row records that one was issued, never the URL.
-            packs.add_audit(
-                session,
-                workspace_id=pack.workspace_id,
-                tenant_id=pack.tenant_id,
-                actor_id=actor_id,
-                action="review_pack.download_url_issued",
-                pack_id=pack.id,
-                details={"ttl_minutes": ttl_minutes},
-            )
+            _audit(session, pack, actor_id, "review_pack.download_url_issued", {"ttl_minutes": ttl_minutes})
             session.commit()
             return url
 
@@ -452,15 +456,7 @@ class ReviewPackClient:
                 .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
             ).rowcount
             if moved:
-                packs.add_audit(
-                    session,
-                    workspace_id=pack.workspace_id,
-                    tenant_id=pack.tenant_id,
-                    actor_id=actor_id,
-                    action="review_pack.expired",
-                    pack_id=pack.id,
-                    details={"by": "actor"},
-                )
+                _audit(session, pack, actor_id, "review_pack.expired", {"by": "actor"})
             session.commit()
             if moved and pack.file_path:
                 # Should this fail, the row keeps file_disk and the next prune deletes the object.

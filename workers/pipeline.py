@@ -92,7 +92,7 @@ def generate(
     if claim is None:
         event(log, "pack.not_claimed", pack_id=pack_id, claim=state.value)
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
-    event(log, "pack.generating", pack_id=pack_id, run_id=claim.run_id, tenant_id=claim.tenant_id, attempt=claim.attempt)
+    _claim_event("pack.generating", claim)
     _remove_leftovers(pack_id)
 
     built: BuiltPack | None = None
@@ -116,13 +116,9 @@ def generate(
             )
         if not finished:
             raise LostClaim(f"pack {pack_id} attempt {claim.attempt} lost its claim before finishing")
-        event(
-            log,
+        _claim_event(
             "pack.ready",
-            pack_id=pack_id,
-            run_id=claim.run_id,
-            tenant_id=claim.tenant_id,
-            attempt=claim.attempt,
+            claim,
             rows=built.rows,
             bytes=built.size,
             duration_s=round(time.monotonic() - started, 3),
@@ -132,7 +128,7 @@ def generate(
         return Result(pack_id, "ready", rows=built.rows, size=built.size)
     except LostClaim:
         # The newer attempt owns the run and the object key; leave both to it.
-        event(log, "pack.claim_lost", level=logging.WARNING, pack_id=pack_id, run_id=claim.run_id, attempt=claim.attempt)
+        _claim_event("pack.claim_lost", claim, level=logging.WARNING)
         return Result(pack_id, "skipped")
     except StorageUnavailable as exc:
         return _transient_or_fail(claim, ReasonCode.STORAGE_UNAVAILABLE, exc, settings, can_retry)
@@ -175,22 +171,26 @@ def _remove_leftovers(pack_id: int) -> None:
         event(log, "pack.leftover_removed", pack_id=pack_id, file=leftover.name)
 
 
+def _claim_event(name: str, claim: packs.Claim, *, level: int = logging.INFO, **fields: object) -> None:
+    """One log line about an attempt, identified the same way every time."""
+    event(
+        log,
+        name,
+        level=level,
+        pack_id=claim.pack_id,
+        run_id=claim.run_id,
+        tenant_id=claim.tenant_id,
+        attempt=claim.attempt,
+        **fields,
+    )
+
+
 def _transient_or_fail(claim, reason: ReasonCode, exc: Exception, settings: Settings, can_retry: bool) -> Result:
     if not can_retry:
         return _fail(claim, reason, exc, settings)
     with session_factory(settings.database_url)() as session:
         released = packs.release(session, claim, now=utcnow())
-    event(
-        log,
-        "pack.retrying",
-        level=logging.WARNING,
-        pack_id=claim.pack_id,
-        run_id=claim.run_id,
-        tenant_id=claim.tenant_id,
-        attempt=claim.attempt,
-        reason_code=reason.value,
-        error=type(exc).__name__,
-    )
+    _claim_event("pack.retrying", claim, level=logging.WARNING, reason_code=reason.value, error=type(exc).__name__)
     if not released:
         return Result(claim.pack_id, "skipped")
     raise Transient(reason, str(exc)) from exc
@@ -200,17 +200,7 @@ def _fail(claim, reason: ReasonCode, exc: BaseException, settings: Settings) -> 
     # Only the exception's type goes into the run context: messages can carry URLs or hostnames.
     with session_factory(settings.database_url)() as session:
         packs.mark_failed(session, claim.pack_id, reason, now=utcnow(), attempt=claim.attempt, detail=type(exc).__name__)
-    event(
-        log,
-        "pack.failed",
-        level=logging.ERROR,
-        pack_id=claim.pack_id,
-        run_id=claim.run_id,
-        tenant_id=claim.tenant_id,
-        attempt=claim.attempt,
-        reason_code=reason.value,
-        error=type(exc).__name__,
-    )
+    _claim_event("pack.failed", claim, level=logging.ERROR, reason_code=reason.value, error=type(exc).__name__)
     return Result(claim.pack_id, "failed", reason=reason)
 
 
