@@ -268,7 +268,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def machine() -> str:
-    memory = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    memory = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     return f"{os.cpu_count()} cores, {memory / 1024 / 1024:.1f} GiB, Python {platform.python_version()}, PostgreSQL local"
 
 

@@ -54,5 +54,5 @@ def generate(self, pack_id: int) -> str:
         )
     except pipeline.Transient as exc:
         countdown = config.upload_retry_backoff_seconds * (2**self.request.retries)
-        raise self.retry(exc=exc, countdown=countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
     return result.state

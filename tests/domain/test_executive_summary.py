@@ -338,7 +338,9 @@ def test_missing_context_keys_fail_loudly():
     ctx = tenant_ctx()
     del ctx["disclosure"]
 
-    with pytest.raises(Exception):
+    from jinja2.exceptions import UndefinedError
+
+    with pytest.raises(UndefinedError):
         render_tenant_summary(ctx)
 
 

@@ -95,7 +95,7 @@ def test_worker_child_sigkilled_at_a_random_moment(stack, fast_env, tmp_path, re
         for trial in range(trials(10, 3)):
             ids, pack_id = _request_large(stack, 150_000, rng_seed=trial)
             pack_ids.append(pack_id)
-            wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
+            wait_for(lambda pack_id=pack_id: _status(stack, pack_id) == "generating", 60, "generation did not start")
             time.sleep(rng.uniform(0.0, 1.2))
             for child in _children(worker.process.pid):
                 os.kill(child, signal.SIGKILL)
@@ -123,7 +123,7 @@ def test_storage_outage_during_upload_is_retried(stack, s3_server, tmp_path, rel
         for trial in range(trials(3, 1)):
             ids, pack_id = _request_large(stack, 200_000, rng_seed=100 + trial)
             pack_ids.append(pack_id)
-            wait_for(lambda: _status(stack, pack_id) == "generating", 60, "generation did not start")
+            wait_for(lambda pack_id=pack_id: _status(stack, pack_id) == "generating", 60, "generation did not start")
             s3_server.stop()
             try:
                 time.sleep(4)

@@ -93,7 +93,8 @@ def test_stream_of_an_empty_tenant_yields_nothing(pg_session, tenant):
     assert list(queries.stream_findings(pg_session.connection(), tenant.id, chunk_size=10)) == []
 
 
-def _fp(session, tenant, options=PackOptions(True, True), since=dt.date(2026, 10, 21)):
+def _fp(session, tenant, options=None, since=dt.date(2026, 10, 21)):
+    options = options or PackOptions(True, True)
     session.flush()
     session.refresh(tenant)
     return fingerprint.compute(queries.tenant_sources(session.connection(), _row_of(tenant), options, since).inputs)

@@ -4,7 +4,7 @@ The partial unique index on review_packs makes the database the judge of dedupe:
 two identical concurrent requests cannot both insert a live pack.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23
 """
 import sqlalchemy as sa
