@@ -3,7 +3,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 RUN useradd --create-home --uid 10001 reviewpacks
-COPY pyproject.toml README.md alembic.ini settings.py celeryconfig.py ./
+COPY pyproject.toml README.md alembic.ini celeryconfig.py ./
+COPY reviewpacks ./reviewpacks
 COPY domain ./domain
 COPY storage ./storage
 COPY workers ./workers

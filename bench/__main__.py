@@ -38,7 +38,8 @@ from sqlalchemy import create_engine, text, update
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from settings import Settings  # noqa: E402
+from reviewpacks import runtime  # noqa: E402
+from reviewpacks.settings import Settings  # noqa: E402
 from storage import db  # noqa: E402
 from storage.artifacts import artifact_store_from_settings  # noqa: E402
 from storage.demo_data import add_findings, seed_demo  # noqa: E402
@@ -94,7 +95,7 @@ class Environment:
         self.client = ReviewPackClient(self.settings)
 
     def session(self):
-        return db.session_factory(self.database_url)()
+        return runtime.session_factory(self.database_url)()
 
     def close(self):
         self.s3.stop()

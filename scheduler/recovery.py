@@ -23,11 +23,11 @@ from sqlalchemy import func, select, update
 
 from domain.reasons import ReasonCode
 from domain.states import RUN_TYPE_GENERATE, PackStatus, RunStatus
-from settings import Settings
+from reviewpacks.logs import event
+from reviewpacks.runtime import session_factory
+from reviewpacks.settings import Settings
 from storage import packs
-from storage.db import session_factory
 from storage.models import OperationRun, ReviewPack
-from workers.logs import event
 
 log = logging.getLogger("reviewpacks.recovery")
 
@@ -43,7 +43,7 @@ class ReapResult:
 
 
 def reap(settings: Settings, publish: Callable[[int], None], *, now: dt.datetime, batch_size: int = 500) -> ReapResult:
-    lease = dt.timedelta(seconds=settings.heartbeat_seconds * 3)
+    lease = settings.lease
     Session = session_factory(settings.database_url)
     requeued = failed = republished = 0
 

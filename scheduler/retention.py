@@ -19,12 +19,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from domain.states import PackStatus
-from settings import Settings
+from reviewpacks.logs import event
+from reviewpacks.runtime import session_factory
+from reviewpacks.settings import Settings
 from storage import packs
 from storage.artifacts import ArtifactStore, ArtifactStoreError
-from storage.db import session_factory
 from storage.models import ReviewPack
-from workers.logs import event
 
 log = logging.getLogger("reviewpacks.retention")
 

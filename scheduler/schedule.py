@@ -1,10 +1,10 @@
-"""The beat schedule, as data. celeryconfig.py hands it to beat; tests read it from the beat app."""
+"""The beat schedule, as data. The app factory (workers/app.py) hands it to beat; tests read it from the beat app."""
 
 from __future__ import annotations
 
 from celery.schedules import crontab
 
-from settings import Settings
+from reviewpacks.settings import Settings
 
 
 def beat_schedule(settings: Settings) -> dict:

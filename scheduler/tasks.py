@@ -1,23 +1,24 @@
-"""Maintenance tasks run by celery-beat on the `maintenance` queue. They only translate."""
+"""Maintenance tasks run by celery-beat on the `maintenance` queue. They only translate.
+
+They are shared tasks, so this package needs nothing from workers/: the app
+that includes them (workers/app.py) registers them when it is finalised.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from celery import shared_task
+
+from reviewpacks import logs, runtime
 from scheduler import recovery, retention
-from workers.app import app
-from workers.tasks import settings, store
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _publish_generate(pack_id: int) -> None:
-    app.send_task("reviewpacks.generate", args=[pack_id], queue="review_packs")
-
-
-@app.task(
+@shared_task(
     name="reviewpacks.prune",
     # Retention is idempotent and row-claimed; a redelivered prune only finds less to do.
     acks_late=True,
@@ -25,9 +26,15 @@ def _publish_generate(pack_id: int) -> None:
     ignore_result=True,
 )
 def prune(hard_delete: bool | None = None) -> str:
-    return str(retention.prune(settings(), store(), now=_now(), hard_delete=hard_delete))
+    process = runtime.current()
+    with logs.task_context(task="reviewpacks.prune"):
+        return str(retention.prune(process.settings, process.store, now=_now(), hard_delete=hard_delete))
 
 
-@app.task(name="reviewpacks.reap_stale_runs", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def reap_stale_runs() -> str:
-    return str(recovery.reap(settings(), _publish_generate, now=_now()))
+@shared_task(name="reviewpacks.reap_stale_runs", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def reap_stale_runs(self) -> str:
+    def publish_generate(pack_id: int) -> None:
+        self.app.send_task("reviewpacks.generate", args=[pack_id], queue="review_packs")
+
+    with logs.task_context(task="reviewpacks.reap_stale_runs"):
+        return str(recovery.reap(runtime.current().settings, publish_generate, now=_now()))

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast, runtime_checkable
+from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 import boto3
@@ -34,10 +34,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-if TYPE_CHECKING:
-    from settings import Settings
-
-logger = logging.getLogger("storage.artifacts")
+logger = logging.getLogger("reviewpacks.storage.artifacts")
 
 MiB = 1024 * 1024
 MAX_DOWNLOAD_URL_TTL_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs cannot outlive 7 days.
@@ -52,6 +49,13 @@ _KEY_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 # backslashes and non-printable or non-ASCII characters are refused rather than
 # escaped.
 _FILENAME = re.compile(r'[\x20-\x7e]+')
+
+
+class StoreSettings(Protocol):
+    """What building a store needs from the settings; storage/ takes values, not the settings module."""
+
+    artifact_store: str
+    s3_endpoint_url: str | None
 
 
 class ArtifactStoreError(Exception):
@@ -183,7 +187,7 @@ class S3Store:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, max_attempts: int = 5) -> S3Store:
+    def from_settings(cls, settings: StoreSettings, *, max_attempts: int = 5) -> S3Store:
         parts = urlsplit(settings.artifact_store)
         if parts.scheme != "s3" or not parts.netloc:
             raise ValueError(f"expected s3://BUCKET/PREFIX, got {settings.artifact_store!r}")
@@ -373,7 +377,7 @@ class LocalStore:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalStore:
+    def from_settings(cls, settings: StoreSettings) -> LocalStore:
         # The same prefix stripping as Settings.ensure_embedded_dirs, so both agree
         # on which directory is meant.
         if not settings.artifact_store.startswith("file://"):
@@ -483,7 +487,7 @@ def _copy_exactly(source: Path, out: BinaryIO, size: int) -> None:
         raise ArtifactStoreError(f"{source} is {copied} bytes, expected {size}")
 
 
-def artifact_store_from_settings(settings: Settings) -> ArtifactStore:
+def artifact_store_from_settings(settings: StoreSettings) -> ArtifactStore:
     """Build the store that ``settings.artifact_store`` names."""
     scheme = urlsplit(settings.artifact_store).scheme
     if scheme == "s3":

@@ -1,8 +1,11 @@
-"""The one engine and session factory per database URL, and schema migration."""
+"""How to build an engine for a database URL, and schema migration.
+
+Which engines a process keeps, and when they are dropped after a fork, is the
+runtime's job (reviewpacks/runtime.py); this module only knows how to make one.
+"""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -15,17 +18,8 @@ class DatabaseUnavailable(Exception):
     """The database connection broke (terminated, network gone) in the middle of work."""
 
 
-_ENGINES: dict[str, Engine] = {}
-
-
-def engine_for(url: str) -> Engine:
-    engine = _ENGINES.get(url)
-    if engine is None:
-        engine = _ENGINES[url] = _create(url)
-    return engine
-
-
-def _create(url: str) -> Engine:
+def create_engine_for(url: str) -> Engine:
+    """A new engine with the pool and connection options this project needs for ``url``."""
     if url.startswith("sqlite"):
         # A worker process and the producer share the file: wait for locks instead of failing.
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -41,15 +35,9 @@ def _create(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-@functools.cache
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(url), expire_on_commit=False)
-
-
-def dispose_engines() -> None:
-    """Drop pooled connections inherited across fork; the child opens its own."""
-    for engine in _ENGINES.values():
-        engine.dispose(close=False)
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ``engine``; objects stay readable after commit, because callers return them as views."""
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 def alembic_config(url: str):

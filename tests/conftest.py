@@ -22,7 +22,8 @@ import redis as redis_lib
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from settings import Settings
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage import db
 
 pytest_plugins = ["tests.support.s3", "tests.support.reliability"]
@@ -47,8 +48,7 @@ def pg_url() -> Iterator[str]:
     url = _recreate_database(f"reviewpacks_test_{os.getpid()}")
     db.upgrade(url)
     yield url
-    for engine in list(db._ENGINES.values()):
-        engine.dispose()
+    runtime.dispose_engines(close=True)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
@@ -58,7 +58,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def pg_session(pg_url: str) -> Iterator[Session]:
     """A session whose work is rolled back after the test (commits become savepoints)."""
-    engine = db.engine_for(pg_url)
+    engine = runtime.engine_for(pg_url)
     with engine.connect() as conn:
         outer = conn.begin()
         session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
@@ -97,7 +97,7 @@ class Stack:
         return artifact_store_from_settings(self.settings)
 
     def session(self) -> Session:
-        return db.session_factory(self.settings.database_url)()
+        return runtime.session_factory(self.settings.database_url)()
 
 
 def stack_env(*, pg_url: str, redis_url: str, s3_env: dict, bucket: str, home: Path, **extra: str) -> dict[str, str]:
@@ -108,8 +108,8 @@ def stack_env(*, pg_url: str, redis_url: str, s3_env: dict, bucket: str, home: P
         REVIEWPACKS_DATABASE_URL=pg_url,
         REVIEWPACKS_BROKER_URL=redis_url,
         REVIEWPACKS_ARTIFACT_STORE=f"s3://{bucket}/review-packs",
-        REVIEWPACKS_UPLOAD_MAX_RETRIES="2",
-        REVIEWPACKS_UPLOAD_RETRY_BACKOFF_SECONDS="0.5",
+        REVIEWPACKS_TRANSIENT_MAX_RETRIES="2",
+        REVIEWPACKS_TRANSIENT_RETRY_BACKOFF_SECONDS="0.5",
         REVIEWPACKS_HEARTBEAT_SECONDS="2",
         PYTHONPATH=str(ROOT),
     )

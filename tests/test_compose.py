@@ -20,7 +20,8 @@ import requests
 import yaml
 from sqlalchemy import create_engine, inspect, text
 
-from settings import Settings
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from tests.conftest import PG_ADMIN_URL, ROOT
 from tests.support.s3 import free_port
 
@@ -154,11 +155,10 @@ def test_every_service_command_starts_and_the_stack_generates_a_pack(local_stack
             assert time.monotonic() < deadline, "flower healthcheck never passed"
             time.sleep(0.5)
 
-        from storage import db
         from storage.demo_data import seed_demo
         from workers.client import ReviewPackClient
 
-        with db.session_factory(settings.database_url)() as session:
+        with runtime.session_factory(settings.database_url)() as session:
             ids = seed_demo(session, findings=50)
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
         client = ReviewPackClient(settings)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from settings import Settings, SettingsError
+from reviewpacks.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 0, 1, 2, 3, 4
 

@@ -23,10 +23,10 @@ from domain import capabilities, fingerprint, layout
 from domain.capabilities import Action
 from domain.options import InvalidOptions, PackOptions, resolve_options
 from domain.states import ACTIVE_PACK_STATUSES, RUN_TYPE_GENERATE, TERMINAL_PACK_STATUSES, PackStatus, RunStatus
-from settings import Settings
+from reviewpacks.runtime import session_factory
+from reviewpacks.settings import Settings
 from storage import packs, queries
 from storage.artifacts import ArtifactStore, artifact_store_from_settings
-from storage.db import session_factory
 from storage.models import OperationRun, ReviewPack, Tenant, TenantReview, WorkspaceMembership
 
 log = logging.getLogger("reviewpacks.client")

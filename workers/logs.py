@@ -1,20 +1,11 @@
-"""Structured log lines: an event name followed by key=value fields (logfmt), one per state change.
+"""The adapter for call sites written before structured logging: ``event(logger, name, **fields)``.
 
-Only ids, counts, durations and reason codes are logged; never URLs, credentials or row content.
+It forwards to the structlog logger of the same name (reviewpacks/logs.py), so
+these lines carry the bound context and use the configured renderer like every
+other line. New code binds its context once and calls a logger from
+``reviewpacks.logs.get_logger`` directly.
 """
 
-from __future__ import annotations
+from reviewpacks.logs import event
 
-import logging
-
-
-def _value(value: object) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' ="'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
-def event(logger: logging.Logger, name: str, *, level: int = logging.INFO, **fields: object) -> None:
-    if logger.isEnabledFor(level):
-        logger.log(level, " ".join([name, *(f"{k}={_value(v)}" for k, v in fields.items() if v is not None)]))
+__all__ = ["event"]

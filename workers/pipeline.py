@@ -28,10 +28,12 @@ from domain.executive_summary import render_review_summary, render_tenant_summar
 from domain.options import options_from_dict
 from domain.reasons import ReasonCode
 from domain.ziparchive import DeterministicZip, EntryDigest
-from settings import Settings
+from reviewpacks import logs
+from reviewpacks.runtime import engine_for, session_factory
+from reviewpacks.settings import Settings
 from storage import export, packs, queries
 from storage.artifacts import ArtifactStore, ArtifactStoreError, StorageUnavailable
-from storage.db import DatabaseUnavailable, engine_for, session_factory
+from storage.db import DatabaseUnavailable
 from workers.logs import event
 
 log = logging.getLogger("reviewpacks.pipeline")
@@ -85,13 +87,15 @@ def generate(
 ) -> Result:
     """Generate one pack. ``fatal_errors`` are failed at once with reason ``timeout``."""
     Session = session_factory(settings.database_url)
-    lease = dt.timedelta(seconds=settings.heartbeat_seconds * 3)
+    lease = settings.lease
     started = time.monotonic()
     with Session() as session:
         state, claim = packs.claim(session, pack_id, now=utcnow(), lease=lease)
     if claim is None:
         event(log, "pack.not_claimed", pack_id=pack_id, claim=state.value)
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
+    # Every later line of this attempt carries its run, tenant and attempt without being told.
+    logs.bind(pack_id=claim.pack_id, run_id=claim.run_id, tenant_id=claim.tenant_id, attempt=claim.attempt)
     _claim_event("pack.generating", claim)
     _remove_leftovers(pack_id)
 

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 from celery.exceptions import SoftTimeLimitExceeded
 
-from settings import Settings
-from storage.artifacts import ArtifactStore, artifact_store_from_settings
+from reviewpacks import logs, runtime
 from workers import pipeline
 from workers.app import app
-
-
-@functools.cache
-def settings() -> Settings:
-    return Settings.from_env()
-
-
-@functools.cache
-def store() -> ArtifactStore:
-    return artifact_store_from_settings(settings())
 
 
 def _report(task, progress: dict) -> None:
@@ -41,18 +28,21 @@ def _report(task, progress: dict) -> None:
     ignore_result=True,
 )
 def generate(self, pack_id: int) -> str:
-    config = settings()
-    can_retry = self.request.retries < config.upload_max_retries
-    try:
-        result = pipeline.generate(
-            int(pack_id),
-            settings=config,
-            store=store(),
-            can_retry=can_retry,
-            on_progress=lambda progress: _report(self, progress),
-            fatal_errors=(SoftTimeLimitExceeded,),
-        )
-    except pipeline.Transient as exc:
-        countdown = config.upload_retry_backoff_seconds * (2**self.request.retries)
-        raise self.retry(exc=exc, countdown=countdown) from exc
+    pack_id = int(pack_id)
+    process = runtime.current()
+    config = process.settings
+    can_retry = self.request.retries < config.transient_max_retries
+    with logs.task_context(pack_id=pack_id):
+        try:
+            result = pipeline.generate(
+                pack_id,
+                settings=config,
+                store=process.store,
+                can_retry=can_retry,
+                on_progress=lambda progress: _report(self, progress),
+                fatal_errors=(SoftTimeLimitExceeded,),
+            )
+        except pipeline.Transient as exc:
+            countdown = config.transient_retry_backoff_seconds * (2**self.request.retries)
+            raise self.retry(exc=exc, countdown=countdown) from exc
     return result.state

@@ -7,7 +7,6 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from settings import Settings
 from storage.models import Base
 
 config = context.config
@@ -18,7 +17,13 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    # Only `alembic` run by hand lacks a URL; storage.db always passes one.
+    from reviewpacks.settings import Settings
+
+    return Settings.from_env().database_url
 
 
 def run_migrations_offline() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from settings import Settings
+from reviewpacks.settings import Settings
 from storage.models import Notification, OperationRun
 from tests.conftest import Stack, Worker
 from tests.support.packs import seed
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 def dead_store_worker(stack: Stack, tmp_path_factory):
     # Same database and broker, but the worker's S3 endpoint is a port nobody listens on.
     env = {**stack.env, "REVIEWPACKS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    assert Settings.from_env(env).upload_max_retries == 2
+    assert Settings.from_env(env).transient_max_retries == 2
     proc = Worker(env, tmp_path_factory.mktemp("dead-store") / "worker.log")
     try:
         proc.wait_ready()
@@ -40,7 +40,7 @@ def test_storage_down_fails_the_pack_with_a_reason_and_leaves_nothing(stack, dea
         run = session.get(OperationRun, pack.operation_run_id)
         notes = session.execute(select(Notification).where(Notification.user_id == ids.manager_id)).scalars().all()
     assert (run.status, run.outcome, run.context["reason_code"]) == ("completed", "failed", "storage_unavailable")
-    # One first attempt and two retries, per REVIEWPACKS_UPLOAD_MAX_RETRIES=2.
+    # One first attempt and two retries, per REVIEWPACKS_TRANSIENT_MAX_RETRIES=2.
     assert run.attempts == 3
     assert [(n.kind, n.data["reason_code"]) for n in notes] == [("review_pack.failed", "storage_unavailable")]
     assert list(stack.store().keys()) == []

@@ -22,7 +22,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import func, select, update
 
-from settings import Settings
+from reviewpacks.settings import Settings
 from storage.demo_data import add_findings
 from storage.models import OperationRun, ReviewPack, StoredReport
 from tests.conftest import Beat, Stack, Worker
@@ -113,7 +113,7 @@ def test_worker_child_sigkilled_at_a_random_moment(stack, fast_env, tmp_path, re
 
 
 def test_storage_outage_during_upload_is_retried(stack, s3_server, tmp_path, reliability):
-    env = {**stack.env, **FAST, "REVIEWPACKS_UPLOAD_MAX_RETRIES": "6", "REVIEWPACKS_UPLOAD_RETRY_BACKOFF_SECONDS": "1"}
+    env = {**stack.env, **FAST, "REVIEWPACKS_TRANSIENT_MAX_RETRIES": "6", "REVIEWPACKS_TRANSIENT_RETRY_BACKOFF_SECONDS": "1"}
     worker = Worker(env, tmp_path / "worker.log", concurrency=1)
     row = reliability.row("S3 down for 4 s during generation/upload")
     pack_ids = []
@@ -143,7 +143,7 @@ def test_storage_outage_during_upload_is_retried(stack, s3_server, tmp_path, rel
 
 def test_storage_down_past_the_retry_budget_fails_with_a_reason(stack, tmp_path, reliability):
     env = {**stack.env, "REVIEWPACKS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
-           "REVIEWPACKS_UPLOAD_MAX_RETRIES": "1", "REVIEWPACKS_UPLOAD_RETRY_BACKOFF_SECONDS": "0.2"}
+           "REVIEWPACKS_TRANSIENT_MAX_RETRIES": "1", "REVIEWPACKS_TRANSIENT_RETRY_BACKOFF_SECONDS": "0.2"}
     worker = Worker(env, tmp_path / "worker.log", concurrency=1)
     row = reliability.row("S3 down past the retry budget")
     try:
@@ -160,7 +160,7 @@ def test_storage_down_past_the_retry_budget_fails_with_a_reason(stack, tmp_path,
 
 
 def test_database_connection_killed_mid_stream(stack, tmp_path, reliability):
-    env = {**stack.env, **FAST, "REVIEWPACKS_UPLOAD_RETRY_BACKOFF_SECONDS": "0.5"}
+    env = {**stack.env, **FAST, "REVIEWPACKS_TRANSIENT_RETRY_BACKOFF_SECONDS": "0.5"}
     worker = Worker(env, tmp_path / "worker.log", concurrency=1)
     row = reliability.row("PostgreSQL backend terminated mid-COPY")
     pack_ids = []

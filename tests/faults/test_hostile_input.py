@@ -17,7 +17,8 @@ from html.parser import HTMLParser
 import pytest
 
 from domain.csvsafe import MAX_CELL, TRUNCATED
-from settings import Settings
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage import db
 from storage.artifacts import LocalStore
 from storage.demo_data import seed_demo
@@ -61,7 +62,7 @@ def _pack(url, tmp_path, reader, extra):
         db.upgrade(url)
     store = LocalStore(tmp_path / f"artifacts-{reader}")
     store.ensure_ready()
-    with db.session_factory(url)() as session:
+    with runtime.session_factory(url)() as session:
         ids = seed_demo(session, findings=3)
         session.get(Tenant, ids.tenant_id).name = HOSTILE[6]
         texts = HOSTILE + extra
@@ -76,7 +77,7 @@ def _pack(url, tmp_path, reader, extra):
     client = ReviewPackClient(settings, store=store, publish=lambda _id: None)
     pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
     assert pipeline.generate(pack.id, settings=settings, store=store, can_retry=False).state == "ready"
-    with db.session_factory(url)() as session:
+    with runtime.session_factory(url)() as session:
         key = session.get(ReviewPack, pack.id).file_path
     return store.root / key, len(texts) + sum(1 for _ in range(3))
 

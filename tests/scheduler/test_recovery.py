@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from scheduler import recovery
-from settings import Settings
-from storage import db, packs
+from storage import packs
 from storage.models import OperationRun, ReviewPack, Tenant, Workspace
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -26,7 +27,7 @@ def world(pg_url, tmp_path):
             "REVIEWPACKS_MAX_ATTEMPTS": "3",
         }
     )
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         workspace = Workspace(name="recovery")
         session.add(workspace)
         session.flush()
@@ -38,7 +39,7 @@ def world(pg_url, tmp_path):
 
 
 def _run(settings, ws, tenant, *, run_status, pack_status, heartbeat_ago=None, attempts=1, created_ago=dt.timedelta(0)):
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         run = OperationRun(
             workspace_id=ws, tenant_id=tenant, type="tenant.review_pack.generate", status=run_status, attempts=attempts,
             created_at=NOW - created_ago, heartbeat_at=NOW - heartbeat_ago if heartbeat_ago is not None else None,
@@ -55,7 +56,7 @@ def _run(settings, ws, tenant, *, run_status, pack_status, heartbeat_ago=None, a
 
 
 def _state(settings, pack_id, run_id):
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         run = session.get(OperationRun, run_id)
         return session.get(ReviewPack, pack_id).status, run.status, (run.context or {}).get("reason_code")
 

@@ -13,9 +13,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from scheduler import retention
-from settings import Settings
-from storage import db, packs
+from storage import packs
 from storage.artifacts import ArtifactNotFound, LocalStore
 from storage.models import AuditLog, OperationRun, ReviewPack, Tenant, Workspace
 from tests.conftest import ROOT
@@ -35,7 +36,7 @@ def world(pg_url, tmp_path):
     )
     store = LocalStore(tmp_path / "artifacts")
     store.ensure_ready()
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         workspace = Workspace(name="retention")
         session.add(workspace)
         session.flush()
@@ -51,7 +52,7 @@ def _pack(settings, store, workspace_id, tenant_id, *, status="ready", expires_i
     source.write_bytes(b"zip")
     store.put_file(key, source, sha256="0" * 64, size=3)
     source.unlink()
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         run = OperationRun(workspace_id=workspace_id, tenant_id=tenant_id, type="tenant.review_pack.generate", status="completed")
         session.add(run)
         session.flush()
@@ -74,7 +75,7 @@ def _pack(settings, store, workspace_id, tenant_id, *, status="ready", expires_i
 
 
 def _status(settings, pack_id):
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         pack = session.get(ReviewPack, pack_id)
         return pack.status if pack else None
 
@@ -98,7 +99,7 @@ def test_past_retention_expires_and_deletes_the_object_future_is_untouched(world
     assert str(result) == "1 packs expired, 0 packs hard-deleted"
     assert (_status(settings, due), _exists(store, due_key)) == ("expired", False)
     assert (_status(settings, later), _exists(store, later_key)) == ("ready", True)
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         audit = session.execute(select(AuditLog).where(AuditLog.resource_id == due)).scalar_one()
         row = session.get(ReviewPack, due)
     assert (audit.action, audit.details, audit.actor_user_id) == ("review_pack.expired", {"by": "retention"}, None)
@@ -138,7 +139,7 @@ def test_prune_works_in_batches(world):
 
 
 def _retention_audits(settings, ids):
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         return session.execute(
             select(AuditLog.resource_id, func.count())
             .where(AuditLog.resource_id.in_(ids), AuditLog.action == "review_pack.expired")

@@ -21,7 +21,7 @@ import pytest
 import requests
 from botocore.stub import Stubber
 
-from settings import Settings
+from reviewpacks.settings import Settings
 from storage.artifacts import (
     ArtifactNotFound,
     ArtifactStore,
@@ -403,12 +403,12 @@ def test_s3_error_responses_are_translated(
 
 
 def test_local_store_warns_once_that_it_is_for_development(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="storage.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="reviewpacks.storage.artifacts"):
         local = LocalStore(tmp_path)
         local.ensure_ready()
         list(local.keys())
 
-    warnings = [r for r in caplog.records if r.name == "storage.artifacts"]
+    warnings = [r for r in caplog.records if r.name == "reviewpacks.storage.artifacts"]
     assert len(warnings) == 1
     assert "development only" in warnings[0].getMessage()
 

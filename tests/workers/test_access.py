@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.capabilities import REVIEW_PACK_MANAGE, REVIEW_PACK_VIEW
-from settings import Settings
-from storage import db, packs
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
+from storage import packs
 from storage.artifacts import LocalStore
 from storage.models import (
     AuditLog,
@@ -38,7 +39,7 @@ class World:
         self.store.ensure_ready()
         settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": url, "REVIEWPACKS_HOME": str(root)})
         self.client = ReviewPackClient(settings, store=self.store, publish=self.published.append)
-        with db.session_factory(url)() as s:
+        with runtime.session_factory(url)() as s:
             self.ws_a, self.ws_b = Workspace(name="A"), Workspace(name="B")
             s.add_all([self.ws_a, self.ws_b])
             s.flush()
@@ -94,7 +95,7 @@ class World:
         return pack.id
 
     def counts(self) -> tuple:
-        with db.session_factory(self.url)() as s:
+        with runtime.session_factory(self.url)() as s:
             scalar = lambda m: s.execute(select(func.count()).select_from(m)).scalar_one()  # noqa: E731
             return (
                 scalar(ReviewPack), scalar(OperationRun), scalar(AuditLog), scalar(Notification),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import celeryconfig
 import workers.tasks  # noqa: F401 - registers the tasks the worker loads through `include`
 from tests.conftest import ROOT
 from workers.app import app
@@ -31,11 +30,11 @@ def test_crash_safety_settings():
 
 
 def test_routes_follow_the_contract():
-    routes = celeryconfig.task_routes
+    routes = app.conf.task_routes
     assert routes["reviewpacks.generate"] == {"queue": "review_packs"}
     assert routes["reviewpacks.prune"] == {"queue": "maintenance"}
     assert routes["reviewpacks.reap_stale_runs"] == {"queue": "maintenance"}
-    assert {q.name for q in celeryconfig.task_queues} == {"review_packs", "maintenance"}
+    assert {q.name for q in app.conf.task_queues} == {"review_packs", "maintenance"}
 
 
 def test_visibility_timeout_follows_a_configured_time_limit():
@@ -53,3 +52,32 @@ def test_visibility_timeout_follows_a_configured_time_limit():
         check=True,
     ).stdout.split()
     assert int(out[0]) == 160 and int(out[1]) > 160
+
+
+def test_a_producer_app_is_built_from_its_own_settings_without_reading_the_environment(tmp_path, monkeypatch):
+    from reviewpacks.settings import Settings
+    from workers.app import make_app
+
+    # A value the environment path would refuse: reading it at all would raise.
+    monkeypatch.setenv("REVIEWPACKS_RETENTION_DAYS", "not-a-number")
+    monkeypatch.setenv("REVIEWPACKS_BROKER_URL", "redis://127.0.0.1:6379/15")
+    settings = Settings(home=tmp_path, broker_url="redis://127.0.0.1:6379/12", task_soft_time_limit=50, task_time_limit=70)
+    producer = make_app(settings)
+    try:
+        assert producer.conf.broker_url == "redis://127.0.0.1:6379/12"
+        assert producer.conf.task_time_limit == 70
+        assert producer.conf.task_acks_late is True
+        assert producer.conf.task_routes["reviewpacks.generate"] == {"queue": "review_packs"}
+    finally:
+        producer.close()
+
+
+def test_a_bad_value_stops_the_worker_with_a_message_naming_the_variable(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "REVIEWPACKS_HEARTBEAT_SECONDS": "soon", "REVIEWPACKS_BROKER_URL": "redis://127.0.0.1:6379/13"}
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-P", "solo", "--loglevel=WARNING"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "REVIEWPACKS_HEARTBEAT_SECONDS must be a whole number, got 'soon'" in result.stdout + result.stderr

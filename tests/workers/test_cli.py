@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from storage import db
+from reviewpacks import runtime
 from storage.demo_data import seed_demo
 from tests.conftest import ROOT
 
@@ -30,7 +30,7 @@ def run(pg_url, tmp_path):
 
 @pytest.fixture
 def ids(pg_url):
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         return seed_demo(session, findings=5)
 
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from settings import Settings
-from storage import db
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage.demo_data import seed_demo
 from storage.models import AuditLog, OperationRun, ReviewPack
 from workers.client import InvalidRequest, NotFound, ReviewPackClient
@@ -25,7 +25,7 @@ class Recorder:
         self.lock = threading.Lock()
 
     def __call__(self, pack_id: int) -> None:
-        with db.session_factory(self.url)() as session:
+        with runtime.session_factory(self.url)() as session:
             visible = session.get(ReviewPack, pack_id) is not None
         with self.lock:
             self.published.append(pack_id)
@@ -37,13 +37,13 @@ def env(pg_url, tmp_path):
     settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
     recorder = Recorder(pg_url)
     client = ReviewPackClient(settings, publish=recorder)
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=20)
     return client, recorder, ids
 
 
 def _counts(url, tenant_id):
-    with db.session_factory(url)() as session:
+    with runtime.session_factory(url)() as session:
         return tuple(
             session.execute(select(func.count()).select_from(model).where(model.tenant_id == tenant_id)).scalar_one()
             for model in (ReviewPack, OperationRun, AuditLog)
@@ -60,7 +60,7 @@ def test_request_creates_run_and_pack_and_publishes_after_commit(env, pg_url):
     assert recorder.published == [result.pack.id]
     assert recorder.visible_at_publish == [True]
     assert _counts(pg_url, ids.tenant_id) == (before[0] + 1, before[1] + 1, before[2] + 1)
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         run = session.get(OperationRun, result.pack.operation_run_id)
         audit = session.execute(select(AuditLog).where(AuditLog.resource_id == result.pack.id)).scalar_one()
     assert (run.type, run.status, run.initiator_user_id) == ("tenant.review_pack.generate", "queued", ids.manager_id)
@@ -146,7 +146,7 @@ def test_a_failed_publish_keeps_the_queued_pack(pg_url, tmp_path):
         raise ConnectionError("broker down")
 
     client = ReviewPackClient(settings, publish=broken)
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=1)
     result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
     assert result.outcome == "queued"

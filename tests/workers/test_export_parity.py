@@ -11,8 +11,8 @@ import zipfile
 
 import pytest
 
-from settings import Settings
-from storage import db
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage.artifacts import LocalStore
 from storage.demo_data import seed_demo
 from storage.models import Finding, ReviewPack
@@ -51,7 +51,7 @@ TITLES = [
 
 @pytest.fixture
 def tenant(pg_url, tmp_path):
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=0)
         rows = []
         for i in range(len(EVIDENCE) * len(TITLES)):
@@ -77,7 +77,7 @@ def _findings(settings, store, client, ids, reader, include_pii):
     settings = dataclasses.replace(settings, findings_reader=reader)
     pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=include_pii).pack
     assert pipeline.generate(pack.id, settings=settings, store=store, can_retry=False).state == "ready"
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         row = session.get(ReviewPack, pack.id)
         key = row.file_path
         row.status = "expired"  # out of dedupe, so the other reader gets its own pack

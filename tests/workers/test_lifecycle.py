@@ -9,8 +9,8 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from settings import Settings
-from storage import db
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage.artifacts import ArtifactNotFound, LocalStore
 from storage.demo_data import seed_demo
 from storage.models import AuditLog, Notification, ReviewPack
@@ -27,7 +27,7 @@ def env(pg_url, tmp_path):
     store = LocalStore(tmp_path / "artifacts")
     store.ensure_ready()
     client = ReviewPackClient(settings, store=store, publish=lambda _id: None)
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=15)
 
     def ready(**options):
@@ -39,12 +39,12 @@ def env(pg_url, tmp_path):
 
 
 def _audits(settings, pack_id):
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         return session.execute(select(AuditLog).where(AuditLog.resource_id == pack_id).order_by(AuditLog.id)).scalars().all()
 
 
 def _key(settings, pack_id):
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         return session.get(ReviewPack, pack_id).file_path
 
 
@@ -90,7 +90,7 @@ def test_an_expired_pack_with_the_same_fingerprint_does_not_block_a_new_one(env)
 def test_a_failed_pack_with_the_same_fingerprint_does_not_block_a_new_one(env):
     settings, store, client, ids, _ = env
     first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         from domain.reasons import ReasonCode
         from storage import packs
 
@@ -121,7 +121,7 @@ def test_reuse_outcomes_are_audited_truthfully(env):
 def test_ready_notification_goes_to_the_initiator(env):
     settings, store, client, ids, ready = env
     pack = ready()
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         notes = session.execute(select(Notification).where(Notification.user_id == ids.manager_id)).scalars().all()
     assert [(n.kind, n.data["pack_id"]) for n in notes] == [("review_pack.ready", pack.id)]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from settings import Settings
-from storage import db
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage.artifacts import LocalStore, StorageUnavailable
 from storage.demo_data import seed_demo
 from storage.models import Finding, OperationRun, ReviewPack, StoredReport
@@ -31,13 +31,13 @@ def setup(request, pg_url, tmp_path):
     store = LocalStore(tmp_path / "artifacts")
     store.ensure_ready()
     client = ReviewPackClient(settings, store=store, publish=lambda _id: None)
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=60)
     return settings, store, client, ids
 
 
 def _session(settings):
-    return db.session_factory(settings.database_url)()
+    return runtime.session_factory(settings.database_url)()
 
 
 def test_generate_then_a_duplicate_delivery_does_nothing(setup):
