@@ -138,7 +138,7 @@ def stack(pg_url: str, redis_url: str, s3_server, tmp_path_factory) -> Stack:
 class Worker:
     """A real `celery worker` process on the test broker."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 2, pool: str = "prefork"):
+    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 2, pool: str = "prefork", cwd: Path = ROOT):
         self.env = env
         self.log_path = log_path
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
@@ -147,7 +147,7 @@ class Worker:
             [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "review_packs,maintenance",
              "-c", str(concurrency), "-P", pool, "-n", self.name, "--loglevel=INFO", "--without-gossip",
              "--without-mingle"],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

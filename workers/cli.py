@@ -91,11 +91,11 @@ def storage_init() -> None:
 @app.command("seed-demo")
 def seed_demo(findings: int = typer.Option(250, min=0, help="Number of findings to create.")) -> None:
     """Create a demo workspace, tenant, users, findings, reports, operations and a published review."""
-    from storage import db
+    from reviewpacks.runtime import session_factory
     from storage.demo_data import seed_demo as seed
 
     settings = _settings()
-    with db.session_factory(settings.database_url)() as session:
+    with session_factory(settings.database_url)() as session:
         ids = seed(session, findings=findings)
     console.print(
         f"workspace {ids.workspace_id}, tenant {ids.tenant_id}, manager (actor) {ids.manager_id}, "
@@ -243,16 +243,18 @@ def demo(
     timeout: float = typer.Option(300, help="Seconds to wait for the pack."),
 ) -> None:
     """Seed a demo tenant, start a worker, generate a pack and show what is inside."""
+    from reviewpacks.runtime import session_factory
     from storage import db
     from storage.demo_data import seed_demo as seed
     from workers.client import ReviewPackClient
 
     settings = _settings()
+    console.print(f"[bold]home[/bold]     {settings.home}  (REVIEWPACKS_HOME)")
     console.print(f"[bold]database[/bold] {settings.database_url}")
     console.print(f"[bold]broker[/bold]   {settings.broker_url}")
     console.print(f"[bold]store[/bold]    {settings.artifact_store}")
     db.upgrade(settings.database_url)
-    with db.session_factory(settings.database_url)() as session:
+    with session_factory(settings.database_url)() as session:
         ids = seed(session, findings=findings)
     console.print(f"seeded tenant {ids.tenant_id} with {findings} findings; actor {ids.manager_id}")
 
