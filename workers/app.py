@@ -36,11 +36,16 @@ def _celeryconfig() -> ModuleType:
     module = sys.modules.get(_CELERYCONFIG_MODULE)
     if module is None:
         spec = importlib.util.spec_from_file_location(_CELERYCONFIG_MODULE, _CELERYCONFIG_PATH)
-        if spec is None or spec.loader is None:
+        if spec is None or spec.loader is None or not _CELERYCONFIG_PATH.is_file():
             raise ImportError("the review packs Celery configuration (celeryconfig.py) is missing from the installation")
         module = importlib.util.module_from_spec(spec)
         sys.modules[_CELERYCONFIG_MODULE] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            # A half-executed module must not be found by the next call.
+            del sys.modules[_CELERYCONFIG_MODULE]
+            raise
     return module
 
 
