@@ -25,7 +25,9 @@ def _publish_generate(pack_id: int) -> None:
     ignore_result=True,
 )
 def prune(hard_delete: bool | None = None) -> str:
-    return str(retention.prune(settings(), store(), now=_now(), hard_delete=hard_delete))
+    config = settings()
+    allowed = retention.hard_delete_allowed(config, hard_delete)
+    return str(retention.prune(config, store(), now=_now(), hard_delete=allowed))
 
 
 @app.task(name="reviewpacks.reap_stale_runs", acks_late=True, reject_on_worker_lost=True, ignore_result=True)

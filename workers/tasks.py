@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_init
 
 from settings import Settings
+from storage import packs, scratch
 from storage.artifacts import ArtifactStore, artifact_store_from_settings
 from workers import pipeline
 from workers.app import app
+from workers.logs import event
 
 
 @functools.cache
@@ -20,6 +24,14 @@ def settings() -> Settings:
 @functools.cache
 def store() -> ArtifactStore:
     return artifact_store_from_settings(settings())
+
+
+@worker_init.connect
+def _sweep_scratch(**_kwargs) -> None:
+    # Files a killed worker on this host left behind; a live attempt elsewhere on the host
+    # touched its file within the lease, so it is kept.
+    removed = scratch.sweep(older_than=packs.lease_for(settings().heartbeat_seconds))
+    event(logging.getLogger("reviewpacks.worker"), "scratch.swept", removed=removed)
 
 
 def _report(task, progress: dict) -> None:
