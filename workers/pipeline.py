@@ -16,16 +16,14 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from domain.reasons import ReasonCode
 from settings import Settings
-from storage import packs, scratch
+from storage import packs, queries, scratch
 from storage.artifacts import ArtifactStore, ArtifactStoreError
 from storage.db import session_factory
 from workers import builders, failures
@@ -194,9 +192,10 @@ def _fail(
     *,
     uploaded: bool,
 ) -> Result:
-    # Nothing outlives retention: an object this attempt uploaded goes now. If it cannot, the
-    # pack keeps file_disk (set by the claim) and the next prune deletes it.
-    deleted = False
+    # Nothing outlives retention: an object this attempt uploaded goes now. If it cannot, or an
+    # earlier attempt may have uploaded one, the pack keeps file_disk (set by the claim) and the
+    # next prune deletes whatever is under the key.
+    deleted = not uploaded and claim.attempt == 1
     if uploaded:
         try:
             store.delete(claim.file_key)
@@ -255,21 +254,12 @@ class _Reporter:
             self._on_progress({"pack_id": self._claim.pack_id, "rows": rows, "bytes": nbytes})
 
 
-@contextmanager
-def snapshot(engine: Engine):
-    """One read transaction that sees a single consistent state of every source."""
-    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
-    with engine.connect().execution_options(**options) as conn:
-        with conn.begin():
-            yield conn
-
-
 def build(claim: packs.Claim, *, sessions: sessionmaker[Session], settings: Settings, reporter: _Reporter) -> BuiltPack:
     """Write the pack into a scratch file; the caller owns (and removes) the file."""
     fd, path = scratch.new_file(claim.pack_id)
     try:
         with os.fdopen(fd, "w+b") as out:
-            with snapshot(sessions.kw["bind"]) as conn:
+            with queries.snapshot(sessions.kw["bind"]) as conn:
                 sources = builders.Sources(
                     conn=conn,
                     claim=claim,

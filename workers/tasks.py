@@ -6,7 +6,7 @@ import functools
 import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_init
+from celery.signals import worker_ready
 
 from settings import Settings
 from storage import packs, scratch
@@ -26,7 +26,7 @@ def store() -> ArtifactStore:
     return artifact_store_from_settings(settings())
 
 
-@worker_init.connect
+@worker_ready.connect
 def _sweep_scratch(**_kwargs) -> None:
     # Files a killed worker on this host left behind; a live attempt elsewhere on the host
     # touched its file within the lease, so it is kept.

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
+import time
 import uuid
 
 import pytest
 
 from scheduler import recovery
 from settings import Settings
-from storage import db, packs
+from storage import db, packs, scratch
 from storage.models import OperationRun, ReviewPack, Tenant, Workspace
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -103,3 +106,21 @@ def test_final_runs_are_left_alone(world):
     result = recovery.reap(settings, published.append, now=NOW)
     assert (result.requeued, result.failed, result.republished) == (0, 0, 0)
     assert published == []
+
+
+def test_the_reaper_sweeps_scratch_files_older_than_the_lease(world, tmp_path, monkeypatch):
+    settings, _, _, published = world
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "host-tmp"))
+    (tmp_path / "host-tmp").mkdir()
+    fd, left = scratch.new_file(41)
+    os.close(fd)
+    fd, live = scratch.new_file(42)
+    os.close(fd)
+    lease = settings.heartbeat_seconds * 3
+    then = time.time() - lease - 5
+    os.utime(left, (then, then))
+
+    result = recovery.reap(settings, published.append, now=NOW)
+
+    assert result.temp_files_removed == 1
+    assert (left.exists(), live.exists()) == (False, True)
