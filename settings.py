@@ -94,10 +94,6 @@ class Settings:
     findings_reader: str = "auto"
     broker_transport_options: dict = field(default_factory=dict)
 
-    @property
-    def is_embedded_broker(self) -> bool:
-        return self.broker_url.startswith("filesystem://")
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

@@ -89,20 +89,28 @@ def generate(
     """
     sessions = sessions or session_factory(settings.database_url)
     started = time.monotonic()
-    with sessions() as session:
-        state, claim = packs.claim(
-            session, pack_id, now=utcnow(), lease=packs.lease_for(settings.heartbeat_seconds), disk=store.name
-        )
+    try:
+        with sessions() as session:
+            state, claim = packs.claim(
+                session, pack_id, now=utcnow(), lease=packs.lease_for(settings.heartbeat_seconds), disk=store.name
+            )
+    except Exception as exc:
+        # Nothing is claimed, so nothing is recorded; the message is retried or the run re-published.
+        failure = failures.classify(exc)
+        event(log, "pack.claim_failed", level=logging.WARNING, pack_id=pack_id, error=type(exc).__name__, trace=_frames(exc))
+        if failure.transient:
+            raise Transient(failure.reason) from None
+        return Result(pack_id, "skipped", reason=failure.reason)
     if claim is None:
         event(log, "pack.not_claimed", pack_id=pack_id, claim=state.value)
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
     _claim_event("pack.generating", claim)
-    for name in scratch.remove_pack_files(pack_id):
-        event(log, "pack.leftover_removed", pack_id=pack_id, file=name)
 
     built: BuiltPack | None = None
     uploading = False
     try:
+        for name in scratch.remove_pack_files(pack_id):
+            event(log, "pack.leftover_removed", pack_id=pack_id, file=name)
         reporter = _Reporter(claim, sessions, settings, on_progress)
         built = build(claim, sessions=sessions, settings=settings, reporter=reporter)
         built_at = time.monotonic()

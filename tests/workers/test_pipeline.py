@@ -275,3 +275,18 @@ def test_one_session_factory_carries_every_write_of_an_attempt(setup, monkeypatc
     assert result.state == "ready"
     # The claim, the heartbeats while findings stream, and the ready mark.
     assert len(opened) >= 3
+
+
+def test_a_database_down_at_claim_time_is_retried_without_its_text(setup, caplog):
+    settings, store, client, ids = setup
+    pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
+    # Nothing listens on this port: the connection error names the host and port.
+    dead = db.session_factory("postgresql+psycopg://postgres@127.0.0.1:9/reviewpacks_nowhere")
+
+    with caplog.at_level("DEBUG", logger="reviewpacks"):
+        with pytest.raises(pipeline.Transient) as raised:
+            pipeline.generate(pack.id, settings=settings, store=store, can_retry=True, sessions=dead)
+
+    assert str(raised.value) == "database_unavailable"
+    assert "127.0.0.1" not in caplog.text and "nowhere" not in caplog.text
+    assert client.get_pack(pack.id, ids.manager_id).status == "queued"
