@@ -47,19 +47,19 @@ class ReapResult:
 
 def reap(settings: Settings, publish: Callable[[int], None], *, now: dt.datetime, batch_size: int = 500) -> ReapResult:
     Session = session_factory(settings.database_url)
+    lease = packs.lease_for(settings.heartbeat_seconds)
     requeued = failed = republished = 0
 
     with Session() as session:
-        stale = packs.stale_runs(session, now=now, lease=packs.lease_for(settings.heartbeat_seconds), limit=batch_size)
+        stale = packs.stale_runs(session, now=now, lease=lease, limit=batch_size)
     for run in stale:
         with Session() as session:
             if run.attempts >= settings.max_attempts:
+                # An object a dead attempt uploaded keeps the pack's file_disk, so prune deletes it.
                 if packs.mark_failed(session, run.pack_id, ReasonCode.WORKER_LOST, now=now, attempt=run.attempts):
                     failed += 1
-                    event(
-                        log, "run.worker_lost", level=logging.ERROR, pack_id=run.pack_id, run_id=run.run_id,
-                        attempts=run.attempts,
-                    )
+                    fields = dict(pack_id=run.pack_id, run_id=run.run_id, attempts=run.attempts)
+                    event(log, "run.worker_lost", level=logging.ERROR, **fields)
                 continue
             if not packs.requeue_stale(session, run, now=now):
                 continue
@@ -76,5 +76,5 @@ def reap(settings: Settings, publish: Callable[[int], None], *, now: dt.datetime
         republished += 1
         event(log, "run.republished", pack_id=pack_id)
 
-    removed = scratch.sweep(older_than=packs.lease_for(settings.heartbeat_seconds))
+    removed = scratch.sweep(older_than=lease)
     return ReapResult(requeued=requeued, failed=failed, republished=republished, temp_files_removed=removed)

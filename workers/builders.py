@@ -5,7 +5,8 @@ and returns a :class:`Plan`: the content of every file the layout lists, as fini
 bytes or as a writer that streams the entry into the archive, plus the function that
 writes metadata.json from the digests of the others. :func:`write_archive` checks the
 plan against the layout before it writes a byte and then writes the entries in archive
-order. Adding a file to a pack is a :class:`~domain.layout.FileSpec` in domain/layout.py
+order; :func:`build_file` does all of that inside one snapshot into a scratch file.
+Adding a file to a pack is a :class:`~domain.layout.FileSpec` in domain/layout.py
 (what the file is) and one ``Entry`` in its kind's builder here (what it holds).
 """
 
@@ -13,18 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from domain import documents, fingerprint, layout
 from domain.csvwrite import COPY_LINE_END, csv_line, spool_csv, write_csv
 from domain.executive_summary import render_review_summary, render_tenant_summary
 from domain.options import options_from_dict
 from domain.ziparchive import DeterministicZip, EntryDigest
-from storage import export, queries
+from storage import export, queries, scratch
 from storage.packs import Claim
 
 Progress = Callable[[int, int], None]
@@ -309,3 +312,39 @@ def write_archive(out: BinaryIO, plan: Plan) -> None:
                 known[entry.path] = stream.digest
             else:
                 archive.write_bytes(entry.path, entry.data)
+
+
+@dataclass(frozen=True)
+class BuiltPack:
+    path: Path
+    sha256: str
+    size: int
+    rows: int
+    summary: dict
+    fingerprint: str
+
+
+def build_file(
+    claim: Claim, *, engine: Engine, chunk_size: int, findings_reader: str, progress: Progress
+) -> BuiltPack:
+    """Build the claim's pack from one snapshot into a scratch file; the caller owns (and removes) it."""
+    fd, path = scratch.new_file(claim.pack_id)
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            with queries.snapshot(engine) as conn:
+                sources = Sources(
+                    conn=conn, claim=claim, chunk_size=chunk_size, findings_reader=findings_reader, progress=progress
+                )
+                plan = builder_for(claim)(sources)
+                write_archive(out, plan)
+            # No fsync: the file only feeds the upload; after a crash the next attempt rebuilds it.
+            out.flush()
+            size = out.tell()
+            out.seek(0)
+            sha = hashlib.file_digest(out, "sha256").hexdigest()
+        return BuiltPack(
+            path=path, sha256=sha, size=size, rows=plan.tally.rows, summary=plan.summary, fingerprint=plan.fingerprint
+        )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise

@@ -10,9 +10,7 @@ into the pack is the business of the builders in workers/builders.py.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -23,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from domain.reasons import ReasonCode
 from settings import Settings
-from storage import packs, queries, scratch
+from storage import packs, scratch
 from storage.artifacts import ArtifactStore, ArtifactStoreError
 from storage.db import session_factory
 from workers import builders, failures
@@ -56,16 +54,6 @@ class Result:
     reason: ReasonCode | None = None
     rows: int = 0
     size: int = 0
-
-
-@dataclass(frozen=True)
-class BuiltPack:
-    path: Path
-    sha256: str
-    size: int
-    rows: int
-    summary: dict
-    fingerprint: str
 
 
 def utcnow() -> dt.datetime:
@@ -106,13 +94,24 @@ def generate(
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
     _claim_event("pack.generating", claim)
 
-    built: BuiltPack | None = None
+    built: builders.BuiltPack | None = None
     uploading = False
     try:
         for name in scratch.remove_pack_files(pack_id):
             event(log, "pack.leftover_removed", pack_id=pack_id, file=name)
         reporter = _Reporter(claim, sessions, settings, on_progress)
-        built = build(claim, sessions=sessions, settings=settings, reporter=reporter)
+        built = builders.build_file(
+            claim,
+            engine=sessions.kw["bind"],
+            chunk_size=settings.findings_chunk_size,
+            findings_reader=settings.findings_reader,
+            progress=reporter,
+        )
+        if built.fingerprint != claim.fingerprint:
+            # Data moved between the request and now: the pack describes what was read, and says so.
+            with sessions() as session:
+                packs.set_fingerprint(session, claim, built.fingerprint)
+        reporter.done(built.rows, built.size)
         built_at = time.monotonic()
         # From here an object may exist under the key, even if put_file raises.
         uploading = True
@@ -260,36 +259,3 @@ class _Reporter:
     def _tell(self, rows: int, nbytes: int) -> None:
         if self._on_progress is not None:
             self._on_progress({"pack_id": self._claim.pack_id, "rows": rows, "bytes": nbytes})
-
-
-def build(claim: packs.Claim, *, sessions: sessionmaker[Session], settings: Settings, reporter: _Reporter) -> BuiltPack:
-    """Write the pack into a scratch file; the caller owns (and removes) the file."""
-    fd, path = scratch.new_file(claim.pack_id)
-    try:
-        with os.fdopen(fd, "w+b") as out:
-            with queries.snapshot(sessions.kw["bind"]) as conn:
-                sources = builders.Sources(
-                    conn=conn,
-                    claim=claim,
-                    chunk_size=settings.findings_chunk_size,
-                    findings_reader=settings.findings_reader,
-                    progress=reporter,
-                )
-                plan = builders.builder_for(claim)(sources)
-                builders.write_archive(out, plan)
-            if plan.fingerprint != claim.fingerprint:
-                # Data moved between the request and now: the pack describes what was read, and says so.
-                with sessions() as session:
-                    packs.set_fingerprint(session, claim, plan.fingerprint)
-            # No fsync: the file only feeds the upload; after a crash the next attempt rebuilds it.
-            out.flush()
-            size = out.tell()
-            out.seek(0)
-            sha = hashlib.file_digest(out, "sha256").hexdigest()
-        reporter.done(plan.tally.rows, size)
-        return BuiltPack(
-            path=path, sha256=sha, size=size, rows=plan.tally.rows, summary=plan.summary, fingerprint=plan.fingerprint
-        )
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise

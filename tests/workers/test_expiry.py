@@ -1,8 +1,10 @@
-"""Every READY -> EXPIRED change, on PostgreSQL and S3 over HTTP: same audit row, object deleted.
+"""Objects never outlive their pack, on PostgreSQL and S3 over HTTP.
 
-An actor's expire, prune, and the expiry a request performs on a pack past its deadline
-all go through storage/packs.py. With the store unreachable, an expiry still completes:
-the row moves and keeps file_disk, and the next prune deletes the object.
+Every READY -> EXPIRED change (an actor's expire, prune, and the expiry a request
+performs on a pack past its deadline) goes through storage/packs.py: same audit row,
+object deleted. With the store unreachable, an expiry still completes: the row moves
+and keeps file_disk, and the next prune deletes the object. A pack that fails after
+its upload deletes the object, or leaves it to prune when it cannot.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy import select, update
 
 from scheduler import retention
 from settings import Settings
-from storage.artifacts import ArtifactNotFound
+from storage.artifacts import ArtifactNotFound, ArtifactStoreError, S3Store, StorageUnavailable
 from storage.models import AuditLog, ReviewPack
 from tests.conftest import Stack
 from tests.support.packs import seed
@@ -152,3 +154,39 @@ def test_a_request_with_storage_down_still_expires_the_old_pack_and_queues_a_new
     assert _expiry_audits(stack, old.id) == [(None, {"by": "retention"})]
     retention.prune(stack.settings, store, now=dt.datetime.now(dt.timezone.utc))
     assert not _exists(store, key) and _row(stack, old.id).file_disk is None
+
+
+class AnswerLostStore(S3Store):
+    """Real S3 over HTTP whose upload succeeds but whose answer is lost, as a dropped response would be."""
+
+    deletes_work = True
+
+    def put_file(self, key, *args, **kwargs):
+        super().put_file(key, *args, **kwargs)
+        raise ArtifactStoreError("the upload's response was lost")
+
+    def delete(self, key):
+        if not self.deletes_work:
+            raise StorageUnavailable("the store stopped answering")
+        super().delete(key)
+
+
+@pytest.mark.parametrize("deletes_work", [True, False], ids=["deleted-at-once", "swept-by-prune"])
+def test_a_pack_that_fails_after_its_upload_leaves_no_object(stack, world, deletes_work):
+    ids, client, _, _ = world
+    store = AnswerLostStore.from_settings(stack.settings)
+    store.deletes_work = deletes_work
+    pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=False, include_operations=False).pack
+    key = _row(stack, pack.id).file_path
+
+    result = pipeline.generate(pack.id, settings=stack.settings, store=store, can_retry=False)
+
+    assert (result.state, result.reason) == ("failed", pipeline.ReasonCode.STORAGE_ERROR)
+    row = _row(stack, pack.id)
+    assert row.status == "failed"
+    if deletes_work:
+        assert row.file_disk is None and not _exists(stack.store(), key)
+        return
+    assert row.file_disk == "s3" and _exists(stack.store(), key)
+    retention.prune(stack.settings, stack.store(), now=dt.datetime.now(dt.timezone.utc))
+    assert _row(stack, pack.id).file_disk is None and not _exists(stack.store(), key)
