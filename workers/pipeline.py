@@ -38,9 +38,10 @@ class Transient(Exception):
     Its text is the reason code alone: the task retries with it, and Flower shows it.
     """
 
-    def __init__(self, reason: ReasonCode):
-        super().__init__(reason.value)
-        self.reason = reason
+    def __init__(self, reason: ReasonCode | str):
+        # Accepting the code's text lets the exception cross a pickle (prefork pool, events).
+        self.reason = ReasonCode(reason)
+        super().__init__(self.reason.value)
 
 
 class LostClaim(Exception):

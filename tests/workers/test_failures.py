@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import pickle
 
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -13,6 +14,7 @@ from storage.artifacts import ArtifactNotFound, ArtifactStoreError, StorageUnava
 from storage.db import DatabaseUnavailable
 from workers.builders import LayoutMismatch, SourceMissing
 from workers.failures import classify
+from workers.pipeline import Transient
 
 
 class TimeLimit(Exception):
@@ -47,3 +49,8 @@ def test_each_exception_has_one_reason(exc, reason, transient):
 def test_the_runners_time_limit_is_a_timeout_whatever_else_it_is():
     assert classify(TimeLimit(), timeouts=(TimeLimit,)).reason == ReasonCode.TIMEOUT
     assert classify(TimeLimit(), timeouts=(TimeLimit,)).transient is False
+
+
+def test_a_retry_carries_only_the_reason_and_survives_a_pickle():
+    exc = pickle.loads(pickle.dumps(Transient(ReasonCode.DISK_FULL)))
+    assert (exc.reason, str(exc), exc.args) == (ReasonCode.DISK_FULL, "disk_full", ("disk_full",))
