@@ -33,17 +33,17 @@ from pathlib import Path
 import psycopg
 import redis as redis_lib
 from moto.server import ThreadedMotoServer
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reviewpacks import runtime  # noqa: E402
 from reviewpacks.settings import Settings  # noqa: E402
-from storage import db  # noqa: E402
+from storage import db, packs  # noqa: E402
 from storage.artifacts import artifact_store_from_settings  # noqa: E402
 from storage.demo_data import add_findings, seed_demo  # noqa: E402
-from storage.export import _params, findings_copy_sql  # noqa: E402
+from storage.export import copy_params, findings_copy_sql  # noqa: E402
 from storage.models import ReviewPack  # noqa: E402
 from workers.client import ReviewPackClient  # noqa: E402
 
@@ -99,8 +99,7 @@ class Environment:
 
     def close(self):
         self.s3.stop()
-        for engine in list(db._ENGINES.values()):
-            engine.dispose()
+        runtime.dispose_engines(close=True)
         admin = create_engine(self.args.admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
@@ -163,7 +162,7 @@ def seed_tenant(env: Environment, findings: int):
 
 def floor_seconds(env: Environment, tenant_id: int) -> float:
     with psycopg.connect(env.database_url.replace("+psycopg", "")) as conn:
-        statement = psycopg.ClientCursor(conn).mogrify(findings_copy_sql(), _params(tenant_id, True))
+        statement = psycopg.ClientCursor(conn).mogrify(findings_copy_sql(), copy_params(tenant_id, True))
     query = statement[len("COPY (") : statement.rindex(") TO STDOUT")]
     url = env.database_url.replace("postgresql+psycopg://", "postgresql://")
     out = env.home / "floor.csv.gz"
@@ -188,9 +187,9 @@ def wait_ready(env: Environment, pack_id: int, actor: int, timeout: float = 3600
 
 
 def expire(env: Environment, pack_id: int) -> None:
+    # Through the one owner of pack state, as an actor's expire would, so the next run generates anew.
     with env.session() as session:
-        session.execute(update(ReviewPack).where(ReviewPack.id == pack_id).values(status="expired"))
-        session.commit()
+        packs.expire(session, env.store, [pack_id], now=dt.datetime.now(dt.timezone.utc), by="benchmark")
 
 
 def end_to_end(env: Environment, ids, runs: int) -> tuple[list[float], object]:

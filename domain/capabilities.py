@@ -15,7 +15,6 @@ class Action(StrEnum):
     REQUEST_REVIEW = "request_review_pack"
     GET = "get"
     LIST = "list"
-    WAIT = "wait"
     DOWNLOAD_URL = "download_url"
     EXPIRE = "expire"
 
@@ -26,7 +25,6 @@ REQUIRED: dict[Action, str] = {
     Action.EXPIRE: REVIEW_PACK_MANAGE,
     Action.GET: REVIEW_PACK_VIEW,
     Action.LIST: REVIEW_PACK_VIEW,
-    Action.WAIT: REVIEW_PACK_VIEW,
     Action.DOWNLOAD_URL: REVIEW_PACK_VIEW,
 }
 

@@ -13,6 +13,7 @@ class ReasonCode(StrEnum):
     SOURCE_MISSING = "source_missing"  # the tenant or review behind the pack is gone
     WORKER_LOST = "worker_lost"  # the worker died repeatedly holding the run
     TIMEOUT = "timeout"  # the run hit its time limit
+    DISK_FULL = "disk_full"  # the worker's temp disk stayed full past the retry budget
     INTERNAL_ERROR = "internal_error"  # anything else; the log has the details
 
 
@@ -24,5 +25,6 @@ USER_MESSAGES: dict[ReasonCode, str] = {
     ReasonCode.SOURCE_MISSING: "The tenant or review behind this pack no longer exists.",
     ReasonCode.WORKER_LOST: "Generation was interrupted repeatedly and was stopped.",
     ReasonCode.TIMEOUT: "Generation took longer than allowed.",
+    ReasonCode.DISK_FULL: "The worker ran out of disk space while writing the pack. Request the pack again later.",
     ReasonCode.INTERNAL_ERROR: "Generation failed unexpectedly. An operator can find the details in the logs.",
 }

@@ -28,10 +28,12 @@ RUN_TYPE_GENERATE = "tenant.review_pack.generate"
 
 # A generating pack may go back to queued only when its attempt is handed back
 # for a retry (transient fault, or a worker that died); that is not a user-visible
-# step backwards, since the run row records every attempt.
+# step backwards, since the run row records every attempt. Generating -> generating
+# (and running -> running for the run) is a takeover: a new attempt claims a run
+# whose worker stopped sending heartbeats, without handing it back first.
 PACK_TRANSITIONS: dict[PackStatus, frozenset[PackStatus]] = {
     PackStatus.QUEUED: frozenset({PackStatus.GENERATING, PackStatus.FAILED}),
-    PackStatus.GENERATING: frozenset({PackStatus.READY, PackStatus.FAILED, PackStatus.QUEUED}),
+    PackStatus.GENERATING: frozenset({PackStatus.GENERATING, PackStatus.READY, PackStatus.FAILED, PackStatus.QUEUED}),
     PackStatus.READY: frozenset({PackStatus.EXPIRED}),
     PackStatus.FAILED: frozenset(),
     PackStatus.EXPIRED: frozenset(),
@@ -39,7 +41,7 @@ PACK_TRANSITIONS: dict[PackStatus, frozenset[PackStatus]] = {
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.COMPLETED}),
-    RunStatus.RUNNING: frozenset({RunStatus.COMPLETED, RunStatus.QUEUED}),
+    RunStatus.RUNNING: frozenset({RunStatus.RUNNING, RunStatus.COMPLETED, RunStatus.QUEUED}),
     RunStatus.COMPLETED: frozenset(),
 }
 
@@ -67,5 +69,10 @@ def check_run_transition(current: str, new: str) -> RunStatus:
 
 
 def sources_for(target: PackStatus) -> tuple[str, ...]:
-    """The statuses a compare-and-set into ``target`` may start from, for WHERE clauses."""
+    """The pack statuses a compare-and-set into ``target`` may start from, for WHERE clauses."""
     return tuple(sorted(src.value for src, dsts in PACK_TRANSITIONS.items() if target in dsts))
+
+
+def run_sources_for(target: RunStatus) -> tuple[str, ...]:
+    """The run statuses a compare-and-set into ``target`` may start from, for WHERE clauses."""
+    return tuple(sorted(src.value for src, dsts in RUN_TRANSITIONS.items() if target in dsts))

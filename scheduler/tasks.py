@@ -27,8 +27,10 @@ def _now() -> dt.datetime:
 )
 def prune(hard_delete: bool | None = None) -> str:
     process = runtime.current()
+    # The message's own hard_delete flag counts only where the deployment allows hard deletes.
+    allowed = retention.hard_delete_allowed(process.settings, hard_delete)
     with logs.task_context(task="reviewpacks.prune"):
-        return str(retention.prune(process.settings, process.store, now=_now(), hard_delete=hard_delete))
+        return str(retention.prune(process.settings, process.store, now=_now(), hard_delete=allowed))
 
 
 @shared_task(name="reviewpacks.reap_stale_runs", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -79,6 +79,8 @@ class StoredObject:
 
 @runtime_checkable
 class ArtifactStore(Protocol):
+    # What generation, download and retention need. Listing and reading objects back
+    # (keys, open) are inspection helpers of the concrete stores, not part of the interface.
     name: str
 
     def ensure_ready(self) -> None: ...
@@ -89,11 +91,7 @@ class ArtifactStore(Protocol):
 
     def stat(self, key: str) -> StoredObject: ...
 
-    def open(self, key: str) -> BinaryIO: ...
-
     def delete(self, key: str) -> None: ...
-
-    def keys(self, prefix: str = "") -> Iterator[str]: ...
 
     def download_url(self, key: str, *, filename: str, ttl_seconds: int) -> str: ...
 

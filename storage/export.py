@@ -78,7 +78,8 @@ def findings_copy_sql() -> str:
     )
 
 
-def _params(tenant_id: int, include_pii: bool) -> dict:
+def copy_params(tenant_id: int, include_pii: bool) -> dict:
+    """The parameters of :func:`findings_copy_sql` for one tenant."""
     return {
         "tenant_id": tenant_id,
         "include_pii": include_pii,
@@ -101,7 +102,7 @@ QUEUE_BLOCKS = 8  # blocks in flight between the reader and the deflater: memory
 
 def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[bytes]:
     with raw.cursor() as cursor:
-        with cursor.copy(findings_copy_sql(), _params(tenant_id, include_pii)) as copy:
+        with cursor.copy(findings_copy_sql(), copy_params(tenant_id, include_pii)) as copy:
             # COPY sends one message per row; deflate and hashing are only efficient on large
             # buffers, so rows are gathered into blocks first.
             buffer = bytearray()

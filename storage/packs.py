@@ -1,4 +1,8 @@
-"""Write-side operations on packs and runs: every state change is a compare-and-set.
+"""The one writer of review pack and run state: every state change is a compare-and-set.
+
+Nothing else in the project inserts, updates or deletes review packs or their runs
+(tests/storage/test_state_owner.py checks the source tree for it). The statuses each
+WHERE clause moves from come from the transition tables in domain/states.py.
 
 The database is the lock. A claim succeeds for exactly one caller because it is
 an UPDATE whose WHERE clause names the state it leaves; a caller whose UPDATE
@@ -15,11 +19,22 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.reasons import USER_MESSAGES, ReasonCode
-from domain.states import PackStatus, RunOutcome, RunStatus, sources_for
+from domain.states import (
+    RUN_TYPE_GENERATE,
+    PackStatus,
+    RunOutcome,
+    RunStatus,
+    check_pack_transition,
+    check_run_transition,
+    run_sources_for,
+    sources_for,
+)
+from storage.artifacts import ArtifactStore, ArtifactStoreError
 from storage.models import AuditLog, Notification, OperationRun, ReviewPack
 
 
@@ -48,18 +63,26 @@ def new_file_key() -> str:
     return f"packs/{secrets.token_hex(16)}.zip"
 
 
-def claim(session: Session, pack_id: int, *, now: dt.datetime, lease: dt.timedelta) -> tuple[ClaimState, Claim | None]:
+def claim(
+    session: Session, pack_id: int, *, now: dt.datetime, lease: dt.timedelta, disk: str | None = None
+) -> tuple[ClaimState, Claim | None]:
+    """Start an attempt: a queued run, or a running one whose heartbeat is older than the lease.
+
+    ``disk`` names the artifact store the attempt will upload to. It is recorded on the pack
+    before anything is uploaded, so that an object left behind by an attempt that failed or
+    died is always findable (``file_disk`` set) and swept by :func:`delete_leftover_objects`.
+    """
     pack = session.execute(select(ReviewPack).where(ReviewPack.id == pack_id)).scalar_one_or_none()
-    if pack is None or pack.operation_run_id is None or pack.status not in (PackStatus.QUEUED, PackStatus.GENERATING):
+    into_generating = sources_for(PackStatus.GENERATING)
+    if pack is None or pack.operation_run_id is None or pack.status not in into_generating:
         return ClaimState.DONE, None
     attempt = session.execute(
         update(OperationRun)
         .where(
             OperationRun.id == pack.operation_run_id,
-            or_(
-                OperationRun.status == RunStatus.QUEUED,
-                and_(OperationRun.status == RunStatus.RUNNING, OperationRun.heartbeat_at < now - lease),
-            ),
+            OperationRun.status.in_(run_sources_for(RunStatus.RUNNING)),
+            # Taking over a running run (running -> running) is allowed only once its lease ran out.
+            or_(OperationRun.status != RunStatus.RUNNING, OperationRun.heartbeat_at < now - lease),
         )
         .values(
             status=RunStatus.RUNNING,
@@ -72,10 +95,11 @@ def claim(session: Session, pack_id: int, *, now: dt.datetime, lease: dt.timedel
     if attempt is None:
         session.rollback()
         return ClaimState.BUSY, None
+    started = dict(status=PackStatus.GENERATING, rows_written=0, bytes_written=0, updated_at=now)
+    if disk is not None:
+        started["file_disk"] = disk
     moved = session.execute(
-        update(ReviewPack)
-        .where(ReviewPack.id == pack_id, ReviewPack.status.in_((PackStatus.QUEUED, PackStatus.GENERATING)))
-        .values(status=PackStatus.GENERATING, rows_written=0, bytes_written=0, updated_at=now)
+        update(ReviewPack).where(ReviewPack.id == pack_id, ReviewPack.status.in_(into_generating)).values(**started)
     ).rowcount
     if moved != 1:
         session.rollback()
@@ -136,7 +160,7 @@ def mark_ready(
 ) -> bool:
     run_done = session.execute(
         update(OperationRun)
-        .where(*_owns(claim))
+        .where(*_owns(claim), OperationRun.status.in_(run_sources_for(RunStatus.COMPLETED)))
         .values(status=RunStatus.COMPLETED, outcome=RunOutcome.SUCCEEDED, completed_at=now, heartbeat_at=now)
     ).rowcount
     pack_done = session.execute(
@@ -174,24 +198,39 @@ def mark_ready(
 def release(session: Session, claim: Claim, *, now: dt.datetime) -> bool:
     """Hand an attempt back so that a retry can claim the run again."""
     run = session.execute(
-        update(OperationRun).where(*_owns(claim)).values(status=RunStatus.QUEUED, heartbeat_at=now)
+        update(OperationRun)
+        .where(*_owns(claim), OperationRun.status.in_(run_sources_for(RunStatus.QUEUED)))
+        .values(status=RunStatus.QUEUED, heartbeat_at=now)
     ).rowcount
     if run == 1:
-        session.execute(
-            update(ReviewPack)
-            .where(ReviewPack.id == claim.pack_id, ReviewPack.status == PackStatus.GENERATING)
-            .values(status=PackStatus.QUEUED, updated_at=now)
-        )
+        _pack_back_to_queued(session, claim.pack_id, now=now)
     session.commit()
     return run == 1
 
 
+def _pack_back_to_queued(session: Session, pack_id: int, *, now: dt.datetime) -> None:
+    session.execute(
+        update(ReviewPack)
+        .where(ReviewPack.id == pack_id, ReviewPack.status.in_(sources_for(PackStatus.QUEUED)))
+        .values(status=PackStatus.QUEUED, updated_at=now)
+    )
+
+
 def mark_failed(
-    session: Session, pack_id: int, reason: ReasonCode, *, now: dt.datetime, attempt: int | None = None, detail: str | None = None
+    session: Session,
+    pack_id: int,
+    reason: ReasonCode,
+    *,
+    now: dt.datetime,
+    attempt: int | None = None,
+    detail: str | None = None,
+    object_gone: bool = False,
 ) -> bool:
     """Fail a queued or generating pack and complete its run; False when it was already final.
 
-    ``attempt``, when given, fences the write to that attempt of the run.
+    ``attempt``, when given, fences the write to that attempt of the run. ``object_gone`` says
+    the caller deleted whatever an attempt uploaded under the pack's key, so ``file_disk`` is
+    cleared; otherwise it stays and the next prune deletes the object.
     """
     pack = session.execute(
         select(ReviewPack).where(ReviewPack.id == pack_id).with_for_update()
@@ -199,7 +238,10 @@ def mark_failed(
     if pack is None or pack.status not in sources_for(PackStatus.FAILED):
         session.rollback()
         return False
-    run_filter = [OperationRun.id == pack.operation_run_id, OperationRun.status != RunStatus.COMPLETED]
+    run_filter = [
+        OperationRun.id == pack.operation_run_id,
+        OperationRun.status.in_(run_sources_for(RunStatus.COMPLETED)),
+    ]
     if attempt is not None:
         run_filter.append(OperationRun.attempts == attempt)
     run = session.execute(select(OperationRun).where(*run_filter).with_for_update()).scalar_one_or_none()
@@ -210,12 +252,14 @@ def mark_failed(
     context["reason_code"] = reason.value
     if detail:
         context["detail"] = detail[:500]
-    run.status = RunStatus.COMPLETED
+    run.status = check_run_transition(run.status, RunStatus.COMPLETED)
     run.outcome = RunOutcome.FAILED
     run.completed_at = now
     run.context = context
-    pack.status = PackStatus.FAILED
+    pack.status = check_pack_transition(pack.status, PackStatus.FAILED)
     pack.updated_at = now
+    if object_gone:
+        pack.file_disk = None
     if pack.initiated_by_user_id is not None:
         add_notification(
             session,
@@ -254,3 +298,281 @@ def add_audit(
             details=details,
         )
     )
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def create_request(
+    session: Session,
+    *,
+    workspace_id: int,
+    tenant_id: int,
+    review_id: int | None,
+    actor_id: int,
+    fingerprint: str,
+    previous_fingerprint: str | None,
+    options: dict,
+    now: dt.datetime,
+) -> ReviewPack | None:
+    """Insert the run, the pack and the request's audit row in one transaction.
+
+    Returns None when a concurrent request inserted a live pack with the same fingerprint
+    first (the partial unique index refused this one); the caller looks again and reuses it.
+    """
+    run = OperationRun(
+        workspace_id=workspace_id,
+        tenant_id=tenant_id,
+        type=RUN_TYPE_GENERATE,
+        status=RunStatus.QUEUED,
+        context={"review_id": review_id} if review_id else {},
+        initiator_user_id=actor_id,
+        created_at=now,
+    )
+    session.add(run)
+    session.flush()
+    pack = ReviewPack(
+        workspace_id=workspace_id,
+        tenant_id=tenant_id,
+        tenant_review_id=review_id,
+        operation_run_id=run.id,
+        initiated_by_user_id=actor_id,
+        status=PackStatus.QUEUED,
+        fingerprint=fingerprint,
+        previous_fingerprint=previous_fingerprint if previous_fingerprint != fingerprint else None,
+        options=options,
+        file_path=new_file_key(),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(pack)
+    try:
+        session.flush()
+        add_audit(
+            session,
+            workspace_id=workspace_id,
+            tenant_id=tenant_id,
+            actor_id=actor_id,
+            action="review_pack.requested",
+            pack_id=pack.id,
+            details={"outcome": "queued", "fingerprint": fingerprint},
+        )
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return None
+    return pack
+
+
+# -- retention: expiry, object deletion, hard deletes ----------------------------------------------
+
+# Packs whose stored object has no further use: it is deleted, and file_disk cleared once it is gone.
+_DISCARDED = (PackStatus.EXPIRED, PackStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class ObjectSweep:
+    """Objects deleted, and the packs whose object could not be (pack id, error type)."""
+
+    deleted: int = 0
+    failed: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Expiry:
+    expired: tuple[int, ...] = ()
+    objects: ObjectSweep = ObjectSweep()
+
+
+def expire(
+    session: Session,
+    store: ArtifactStore,
+    pack_ids: list[int],
+    *,
+    now: dt.datetime,
+    by: str,
+    actor_id: int | None = None,
+) -> Expiry:
+    """READY -> EXPIRED for the given packs: the one way a pack expires.
+
+    Every expiry (an actor's, retention's, and the one a request performs on a pack past its
+    deadline) writes the same audit row, then deletes the object. The rows commit first; an
+    object that cannot be deleted now keeps its row's file_disk, and the next prune deletes it,
+    so storage being down never turns an expiry into an error after the row has moved.
+    """
+    if not pack_ids:
+        return Expiry()
+    rows = session.execute(
+        update(ReviewPack)
+        .where(ReviewPack.id.in_(pack_ids), ReviewPack.status.in_(sources_for(PackStatus.EXPIRED)))
+        .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
+        .returning(ReviewPack.id, ReviewPack.workspace_id, ReviewPack.tenant_id, ReviewPack.file_path)
+    ).all()
+    for pack_id, workspace_id, tenant_id, _key in rows:
+        add_audit(
+            session,
+            workspace_id=workspace_id,
+            tenant_id=tenant_id,
+            actor_id=actor_id,
+            action="review_pack.expired",
+            pack_id=pack_id,
+            details={"by": by},
+        )
+    session.commit()
+    return Expiry(
+        expired=tuple(r[0] for r in rows),
+        objects=_delete_objects(session, store, [(r[0], r[3]) for r in rows]),
+    )
+
+
+def expire_due(session: Session, store: ArtifactStore, *, now: dt.datetime, limit: int) -> Expiry:
+    """Expire one batch of ready packs past their deadline; an empty result means none are left.
+
+    The batch is locked with SKIP LOCKED, so two prunes running at once take different packs.
+    """
+    ids = _lock_batch(session, (ReviewPack.status == PackStatus.READY, ReviewPack.expires_at < now), limit)
+    return expire(session, store, ids, now=now, by="retention")
+
+
+def delete_leftover_objects(
+    session: Session, store: ArtifactStore, *, after_id: int, limit: int
+) -> tuple[int | None, ObjectSweep]:
+    """One batch of expired or failed packs that still have an object, by id after ``after_id``.
+
+    These are objects an earlier expiry could not delete, and objects a failed or killed attempt
+    uploaded. Returns the last id looked at (None when there are no more) and what was deleted.
+    """
+    rows = session.execute(
+        select(ReviewPack.id, ReviewPack.file_path)
+        .where(ReviewPack.status.in_(_DISCARDED), ReviewPack.file_disk.is_not(None), ReviewPack.id > after_id)
+        .order_by(ReviewPack.id)
+        .limit(limit)
+    ).all()
+    session.rollback()
+    if not rows:
+        return None, ObjectSweep()
+    return rows[-1][0], _delete_objects(session, store, [(r[0], r[1]) for r in rows])
+
+
+def hard_delete_due(
+    session: Session, store: ArtifactStore, *, now: dt.datetime, grace: dt.timedelta, limit: int
+) -> tuple[int, ObjectSweep]:
+    """Delete one batch of rows of packs expired longer than ``grace`` ago, then their objects."""
+    ids = _lock_batch(session, (ReviewPack.status == PackStatus.EXPIRED, ReviewPack.expired_at < now - grace), limit)
+    if not ids:
+        return 0, ObjectSweep()
+    rows = session.execute(
+        delete(ReviewPack)
+        .where(ReviewPack.id.in_(ids), ReviewPack.status == PackStatus.EXPIRED)
+        .returning(ReviewPack.id, ReviewPack.file_path, ReviewPack.file_disk)
+    ).all()
+    session.commit()
+    # The rows are gone, so an object that cannot be deleted now is reported, not retried.
+    return len(rows), _delete_objects(session, store, [(r[0], r[1]) for r in rows if r[2]], clear=False)
+
+
+def _lock_batch(session: Session, where, limit: int) -> list[int]:
+    return list(
+        session.execute(
+            select(ReviewPack.id).where(*where).order_by(ReviewPack.id).limit(limit).with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def _delete_objects(
+    session: Session, store: ArtifactStore, rows: list[tuple[int, str | None]], *, clear: bool = True
+) -> ObjectSweep:
+    """Delete stored objects (one already gone is not an error); clear file_disk of those gone."""
+    gone: list[int] = []
+    failed: list[tuple[int, str]] = []
+    for pack_id, key in rows:
+        if not key:
+            continue
+        try:
+            store.delete(key)
+        except ArtifactStoreError as exc:
+            failed.append((pack_id, type(exc).__name__))
+            continue
+        gone.append(pack_id)
+    if gone and clear:
+        session.execute(
+            update(ReviewPack).where(ReviewPack.id.in_(gone), ReviewPack.status.in_(_DISCARDED)).values(file_disk=None)
+        )
+        session.commit()
+    return ObjectSweep(deleted=len(gone), failed=tuple(failed))
+
+
+# -- recovery: stale runs and lost messages --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    run_id: int
+    attempts: int
+    heartbeat_at: dt.datetime
+    pack_id: int
+
+
+def stale_runs(session: Session, *, now: dt.datetime, lease: dt.timedelta, limit: int) -> list[StaleRun]:
+    """Running generation runs whose heartbeat is older than the lease: their worker is gone."""
+    rows = session.execute(
+        select(OperationRun.id, OperationRun.attempts, OperationRun.heartbeat_at, ReviewPack.id)
+        .join(ReviewPack, ReviewPack.operation_run_id == OperationRun.id)
+        .where(
+            OperationRun.type == RUN_TYPE_GENERATE,
+            OperationRun.status == RunStatus.RUNNING,
+            OperationRun.heartbeat_at < now - lease,
+        )
+        .order_by(OperationRun.id)
+        .limit(limit)
+    ).all()
+    session.rollback()
+    return [StaleRun(*row) for row in rows]
+
+
+def requeue_stale(session: Session, stale: StaleRun, *, now: dt.datetime) -> bool:
+    """Hand a stale run back to the queue; False when its worker came back or another sweep won."""
+    # The same heartbeat in the WHERE clause: a worker that came back to life in between keeps its run.
+    moved = session.execute(
+        update(OperationRun)
+        .where(
+            OperationRun.id == stale.run_id,
+            OperationRun.status.in_(run_sources_for(RunStatus.QUEUED)),
+            OperationRun.attempts == stale.attempts,
+            OperationRun.heartbeat_at == stale.heartbeat_at,
+        )
+        .values(status=RunStatus.QUEUED, published_at=now)
+    ).rowcount
+    if moved != 1:
+        session.rollback()
+        return False
+    _pack_back_to_queued(session, stale.pack_id, now=now)
+    session.commit()
+    return True
+
+
+def mark_republished(session: Session, *, now: dt.datetime, older_than: dt.timedelta, limit: int) -> list[int]:
+    """Queued runs published (or created) longer ago than ``older_than``: stamp them, return their packs.
+
+    Their message was lost (a broker restarted without persistence). Stamping ``published_at``
+    in the same statement that picks them means each is re-published once per window.
+    """
+    overdue = (
+        OperationRun.type == RUN_TYPE_GENERATE,
+        OperationRun.status == RunStatus.QUEUED,
+        func.coalesce(OperationRun.published_at, OperationRun.created_at) < now - older_than,
+    )
+    batch = select(OperationRun.id).where(*overdue).order_by(OperationRun.id).limit(limit)
+    forgotten = session.execute(
+        update(OperationRun)
+        .where(OperationRun.id.in_(batch.scalar_subquery()), *overdue)
+        .values(published_at=now)
+        .returning(OperationRun.id)
+    ).scalars().all()
+    pack_ids = (
+        list(session.execute(select(ReviewPack.id).where(ReviewPack.operation_run_id.in_(forgotten))).scalars())
+        if forgotten
+        else []
+    )
+    session.commit()
+    return pack_ids

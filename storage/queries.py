@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
 from domain import layout
 from domain.fingerprint import ReportStamp, ReviewPackInputs, SourceStamp, TenantPackInputs
@@ -239,3 +240,12 @@ def stream_findings(conn: Connection, tenant_id: int, chunk_size: int) -> Iterat
 def stream_operations(conn: Connection, tenant_id: int, since: dt.date, chunk_size: int) -> Iterator[list[dict]]:
     query = select(*OPERATION_COLUMNS).where(*_operations_filter(tenant_id, since))
     return keyset_chunks(conn, query, OperationRun.id, chunk_size)
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction that sees a single consistent state of every source."""
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn:
+        with conn.begin():
+            yield conn

@@ -15,19 +15,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain import capabilities, fingerprint, layout
 from domain.capabilities import Action
 from domain.options import InvalidOptions, PackOptions, resolve_options
-from domain.states import ACTIVE_PACK_STATUSES, RUN_TYPE_GENERATE, TERMINAL_PACK_STATUSES, PackStatus, RunStatus
+from domain.states import ACTIVE_PACK_STATUSES, TERMINAL_PACK_STATUSES, PackStatus
 from reviewpacks.runtime import session_factory
 from reviewpacks.settings import Settings
 from storage import packs, queries
 from storage.artifacts import ArtifactStore, artifact_store_from_settings
 from storage.models import OperationRun, ReviewPack, Tenant, TenantReview, WorkspaceMembership
+from workers.logs import event
 
 log = logging.getLogger("reviewpacks.client")
 
@@ -281,13 +281,8 @@ class ReviewPackClient:
             now = utcnow()
             if live is not None and live.status == PackStatus.READY and live.expires_at <= now:
                 # Past retention but not yet pruned: it must not be handed out, nor block a new pack.
-                # Its object is deleted by the next prune (the row keeps file_disk until then).
-                session.execute(
-                    update(ReviewPack)
-                    .where(ReviewPack.id == live.id, ReviewPack.status == PackStatus.READY)
-                    .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
-                )
-                session.flush()
+                # It expires here exactly as prune would expire it (audit row, object deleted).
+                self._expire(session, [live.id], now=now, by="retention")
                 live = None
             if live is not None:
                 outcome = "reused_ready" if live.status == PackStatus.READY else "reused_active"
@@ -306,38 +301,18 @@ class ReviewPackClient:
                 .order_by(ReviewPack.generated_at.desc(), ReviewPack.id.desc())
                 .limit(1)
             ).scalar_one_or_none()
-            run = OperationRun(
+            pack = packs.create_request(
+                session,
                 workspace_id=workspace_id,
                 tenant_id=tenant_id,
-                type=RUN_TYPE_GENERATE,
-                status=RunStatus.QUEUED,
-                context={"review_id": review_id} if review_id else {},
-                initiator_user_id=actor_id,
-                created_at=now,
-            )
-            session.add(run)
-            session.flush()
-            pack = ReviewPack(
-                workspace_id=workspace_id,
-                tenant_id=tenant_id,
-                tenant_review_id=review_id,
-                operation_run_id=run.id,
-                initiated_by_user_id=actor_id,
-                status=PackStatus.QUEUED,
+                review_id=review_id,
+                actor_id=actor_id,
                 fingerprint=fp,
-                previous_fingerprint=previous if previous != fp else None,
+                previous_fingerprint=previous,
                 options=options,
-                file_path=packs.new_file_key(),
-                created_at=now,
-                updated_at=now,
+                now=now,
             )
-            session.add(pack)
-            try:
-                session.flush()
-                packs.add_audit(session, **audit, pack_id=pack.id, details={"outcome": "queued", "fingerprint": fp})
-                session.commit()
-            except IntegrityError:
-                session.rollback()
+            if pack is None:
                 continue
             view = self._view(session, pack)
             try:
@@ -421,6 +396,13 @@ class ReviewPackClient:
 
     # -- downloads and lifecycle --------------------------------------------------------------
 
+    def _expire(self, session: Session, pack_ids: list[int], *, now: dt.datetime, by: str, actor_id: int | None = None):
+        expiry = packs.expire(session, self.store, pack_ids, now=now, by=by, actor_id=actor_id)
+        for pack_id, error in expiry.objects.failed:
+            # The row is expired and keeps file_disk; the next prune deletes the object.
+            event(log, "pack.object_delete_failed", level=logging.WARNING, pack_id=pack_id, error=error)
+        return expiry
+
     def download_url(self, pack_id: int, actor_id: int) -> str:
         _check_id("pack_id", pack_id)
         _check_id("actor_id", actor_id)
@@ -449,19 +431,6 @@ class ReviewPackClient:
                 return self._view(session, pack)
             if pack.status != PackStatus.READY:
                 raise InvalidRequest(f"pack {pack_id} is {pack.status}; only a ready pack can be expired")
-            now = utcnow()
-            moved = session.execute(
-                update(ReviewPack)
-                .where(ReviewPack.id == pack.id, ReviewPack.status == PackStatus.READY)
-                .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
-            ).rowcount
-            if moved:
-                _audit(session, pack, actor_id, "review_pack.expired", {"by": "actor"})
-            session.commit()
-            if moved and pack.file_path:
-                # Should this fail, the row keeps file_disk and the next prune deletes the object.
-                self.store.delete(pack.file_path)
-                session.execute(update(ReviewPack).where(ReviewPack.id == pack.id).values(file_disk=None))
-                session.commit()
+            self._expire(session, [pack.id], now=utcnow(), by="actor", actor_id=actor_id)
             session.refresh(pack)
             return self._view(session, pack)

@@ -1,39 +1,31 @@
-"""Generation: claim the run, read a consistent snapshot, write the ZIP, upload, finish.
+"""Generation of one pack: claim the run, build the ZIP, upload it, mark the pack ready.
 
-The pipeline knows nothing of Celery. The task tells it whether a transient
-fault may be retried; the pipeline either hands the attempt back (and raises
-:class:`Transient`) or records the failure with a reason code.
+The pipeline knows nothing of Celery. The task tells it whether a transient fault
+may be retried; the pipeline either hands the attempt back (and raises
+:class:`Transient`) or records the failure with a reason code from the table in
+workers/failures.py. Every state change goes through storage/packs.py; what goes
+into the pack is the business of the builders in workers/builders.py.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import io
 import logging
-import os
-import tempfile
 import time
+import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
-from domain import documents, fingerprint, layout
-from domain.executive_summary import render_review_summary, render_tenant_summary
-from domain.options import options_from_dict
 from domain.reasons import ReasonCode
-from domain.ziparchive import DeterministicZip, EntryDigest
 from reviewpacks import logs
-from reviewpacks.runtime import engine_for, session_factory
+from reviewpacks.runtime import session_factory
 from reviewpacks.settings import Settings
-from storage import export, packs, queries
-from storage.artifacts import ArtifactStore, ArtifactStoreError, StorageUnavailable
-from storage.db import DatabaseUnavailable
+from storage import packs, scratch
+from storage.artifacts import ArtifactStore, ArtifactStoreError
+from workers import builders, failures
 from workers.logs import event
 
 log = logging.getLogger("reviewpacks.pipeline")
@@ -42,11 +34,15 @@ Progress = Callable[[dict], None]
 
 
 class Transient(Exception):
-    """A fault worth retrying; the attempt has been handed back to the queue."""
+    """A fault worth retrying; the attempt has been handed back to the queue.
 
-    def __init__(self, reason: ReasonCode, message: str):
-        super().__init__(message)
-        self.reason = reason
+    Its text is the reason code alone: the task retries with it, and Flower shows it.
+    """
+
+    def __init__(self, reason: ReasonCode | str):
+        # Accepting the code's text lets the exception cross a pickle (prefork pool, events).
+        self.reason = ReasonCode(reason)
+        super().__init__(self.reason.value)
 
 
 class LostClaim(Exception):
@@ -62,16 +58,6 @@ class Result:
     size: int = 0
 
 
-@dataclass(frozen=True)
-class BuiltPack:
-    path: Path
-    sha256: str
-    size: int
-    rows: int
-    summary: dict
-    fingerprint: str
-
-
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -82,31 +68,60 @@ def generate(
     settings: Settings,
     store: ArtifactStore,
     can_retry: bool,
+    sessions: sessionmaker[Session] | None = None,
     on_progress: Progress | None = None,
     fatal_errors: tuple[type[BaseException], ...] = (),
 ) -> Result:
-    """Generate one pack. ``fatal_errors`` are failed at once with reason ``timeout``."""
-    Session = session_factory(settings.database_url)
-    lease = settings.lease
+    """Generate one pack. ``fatal_errors`` (the runner's time limits) fail it at once with ``timeout``.
+
+    ``sessions`` is the one session factory every database write of the attempt goes through;
+    without it, the factory for ``settings.database_url``.
+    """
+    sessions = sessions or session_factory(settings.database_url)
     started = time.monotonic()
-    with Session() as session:
-        state, claim = packs.claim(session, pack_id, now=utcnow(), lease=lease)
+    try:
+        with sessions() as session:
+            state, claim = packs.claim(
+                session, pack_id, now=utcnow(), lease=settings.lease, disk=store.name
+            )
+    except Exception as exc:
+        # Nothing is claimed, so nothing is recorded; the message is retried or the run re-published.
+        failure = failures.classify(exc)
+        event(log, "pack.claim_failed", level=logging.WARNING, pack_id=pack_id, error=type(exc).__name__, trace=_frames(exc))
+        if failure.transient:
+            raise Transient(failure.reason) from None
+        return Result(pack_id, "skipped", reason=failure.reason)
     if claim is None:
         event(log, "pack.not_claimed", pack_id=pack_id, claim=state.value)
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
     # Every later line of this attempt carries its run, tenant and attempt without being told.
     logs.bind(pack_id=claim.pack_id, run_id=claim.run_id, tenant_id=claim.tenant_id, attempt=claim.attempt)
     _claim_event("pack.generating", claim)
-    _remove_leftovers(pack_id)
 
-    built: BuiltPack | None = None
+    built: builders.BuiltPack | None = None
+    uploading = False
     try:
-        reporter = _Reporter(claim, settings, on_progress)
-        built = build(claim, settings=settings, reporter=reporter)
+        for name in scratch.remove_pack_files(pack_id):
+            event(log, "pack.leftover_removed", pack_id=pack_id, file=name)
+        reporter = _Reporter(claim, sessions, settings, on_progress)
+        built = builders.build_file(
+            claim,
+            engine=sessions.kw["bind"],
+            chunk_size=settings.findings_chunk_size,
+            findings_reader=settings.findings_reader,
+            progress=reporter,
+        )
+        if built.fingerprint != claim.fingerprint:
+            # Data moved between the request and now: the pack describes what was read, and says so.
+            with sessions() as session:
+                packs.set_fingerprint(session, claim, built.fingerprint)
+        reporter.done(built.rows, built.size)
         built_at = time.monotonic()
+        # From here an object may exist under the key, even if put_file raises.
+        uploading = True
         store.put_file(claim.file_key, built.path, sha256=built.sha256, size=built.size)
         uploaded_at = time.monotonic()
-        with Session() as session:
+        with sessions() as session:
             finished = packs.mark_ready(
                 session,
                 claim,
@@ -119,7 +134,7 @@ def generate(
                 rows=built.rows,
             )
         if not finished:
-            raise LostClaim(f"pack {pack_id} attempt {claim.attempt} lost its claim before finishing")
+            raise LostClaim()
         _claim_event(
             "pack.ready",
             claim,
@@ -134,45 +149,21 @@ def generate(
         # The newer attempt owns the run and the object key; leave both to it.
         _claim_event("pack.claim_lost", claim, level=logging.WARNING)
         return Result(pack_id, "skipped")
-    except StorageUnavailable as exc:
-        return _transient_or_fail(claim, ReasonCode.STORAGE_UNAVAILABLE, exc, settings, can_retry)
-    except DatabaseUnavailable as exc:
-        return _transient_or_fail(claim, ReasonCode.DATABASE_UNAVAILABLE, exc, settings, can_retry)
-    except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, IntegrityError):
-            return _fail(claim, ReasonCode.INTERNAL_ERROR, exc, settings)
-        return _transient_or_fail(claim, ReasonCode.DATABASE_UNAVAILABLE, exc, settings, can_retry)
-    except ArtifactStoreError as exc:
-        return _fail(claim, ReasonCode.STORAGE_ERROR, exc, settings)
-    except documents.InvalidSourceData as exc:
-        return _fail(claim, ReasonCode.INVALID_SOURCE_DATA, exc, settings)
-    except SourceMissing as exc:
-        return _fail(claim, ReasonCode.SOURCE_MISSING, exc, settings)
-    except fatal_errors as exc:
-        return _fail(claim, ReasonCode.TIMEOUT, exc, settings)
-    except Exception as exc:
-        log.exception("pack.crashed pack_id=%s run_id=%s", pack_id, claim.run_id)
-        return _fail(claim, ReasonCode.INTERNAL_ERROR, exc, settings)
+    except (Exception, *fatal_errors) as exc:
+        failure = failures.classify(exc, timeouts=fatal_errors)
+        if failure is failures.UNEXPECTED:
+            # The frames say where, without the exception's text (which may carry addresses).
+            _claim_event("pack.crashed", claim, level=logging.ERROR, error=type(exc).__name__, trace=_frames(exc))
+        if failure.transient and can_retry:
+            return _hand_back(claim, sessions, failure.reason, exc)
+        return _fail(claim, sessions, store, failure.reason, exc, uploaded=uploading)
     finally:
         if built is not None:
             built.path.unlink(missing_ok=True)
 
 
-class SourceMissing(Exception):
-    pass
-
-
-TEMP_PREFIX = "review-pack-"
-
-
-def _remove_leftovers(pack_id: int) -> None:
-    """Delete temp files an earlier attempt of this pack left behind when its worker was killed.
-
-    Only reached after a successful claim, so the attempt that wrote them no longer owns the run.
-    """
-    for leftover in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{pack_id}-*"):
-        leftover.unlink(missing_ok=True)
-        event(log, "pack.leftover_removed", pack_id=pack_id, file=leftover.name)
+def _frames(exc: BaseException) -> str:
+    return " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in traceback.extract_tb(exc.__traceback__))
 
 
 def _claim_event(name: str, claim: packs.Claim, *, level: int = logging.INFO, **fields: object) -> None:
@@ -189,21 +180,54 @@ def _claim_event(name: str, claim: packs.Claim, *, level: int = logging.INFO, **
     )
 
 
-def _transient_or_fail(claim, reason: ReasonCode, exc: Exception, settings: Settings, can_retry: bool) -> Result:
-    if not can_retry:
-        return _fail(claim, reason, exc, settings)
-    with session_factory(settings.database_url)() as session:
-        released = packs.release(session, claim, now=utcnow())
+def _hand_back(claim: packs.Claim, sessions: sessionmaker[Session], reason: ReasonCode, exc: BaseException) -> Result:
     _claim_event("pack.retrying", claim, level=logging.WARNING, reason_code=reason.value, error=type(exc).__name__)
+    try:
+        with sessions() as session:
+            released = packs.release(session, claim, now=utcnow())
+    except Exception as bookkeeping:
+        # The database is down too: the run keeps its stale heartbeat and the reaper hands it back.
+        _claim_event("pack.release_failed", claim, level=logging.WARNING, error=type(bookkeeping).__name__)
+        raise Transient(reason) from None
     if not released:
         return Result(claim.pack_id, "skipped")
-    raise Transient(reason, str(exc)) from exc
+    raise Transient(reason) from None
 
 
-def _fail(claim, reason: ReasonCode, exc: BaseException, settings: Settings) -> Result:
-    # Only the exception's type goes into the run context: messages can carry URLs or hostnames.
-    with session_factory(settings.database_url)() as session:
-        packs.mark_failed(session, claim.pack_id, reason, now=utcnow(), attempt=claim.attempt, detail=type(exc).__name__)
+def _fail(
+    claim: packs.Claim,
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    reason: ReasonCode,
+    exc: BaseException,
+    *,
+    uploaded: bool,
+) -> Result:
+    # Nothing outlives retention: an object this attempt uploaded goes now. If it cannot, or an
+    # earlier attempt may have uploaded one, the pack keeps file_disk (set by the claim) and the
+    # next prune deletes whatever is under the key.
+    deleted = not uploaded and claim.attempt == 1
+    if uploaded:
+        try:
+            store.delete(claim.file_key)
+            deleted = True
+        except ArtifactStoreError as delete_error:
+            _claim_event("pack.object_delete_failed", claim, level=logging.WARNING, error=type(delete_error).__name__)
+    try:
+        with sessions() as session:
+            packs.mark_failed(
+                session,
+                claim.pack_id,
+                reason,
+                now=utcnow(),
+                attempt=claim.attempt,
+                # Only the exception's type goes into the run context: messages can carry URLs or hostnames.
+                detail=type(exc).__name__,
+                object_gone=deleted,
+            )
+    except Exception as bookkeeping:
+        # The reaper fails the run as worker_lost once its heartbeat is stale.
+        _claim_event("pack.mark_failed_failed", claim, level=logging.ERROR, error=type(bookkeeping).__name__)
     _claim_event("pack.failed", claim, level=logging.ERROR, reason_code=reason.value, error=type(exc).__name__)
     return Result(claim.pack_id, "failed", reason=reason)
 
@@ -211,9 +235,11 @@ def _fail(claim, reason: ReasonCode, exc: BaseException, settings: Settings) -> 
 class _Reporter:
     """Throttled progress: extends the claim's heartbeat and tells Flower and the client."""
 
-    def __init__(self, claim: packs.Claim, settings: Settings, on_progress: Progress | None):
+    def __init__(
+        self, claim: packs.Claim, sessions: sessionmaker[Session], settings: Settings, on_progress: Progress | None
+    ):
         self._claim = claim
-        self._settings = settings
+        self._sessions = sessions
         self._on_progress = on_progress
         self.interval_s = min(settings.progress_interval_seconds, settings.heartbeat_seconds)
         # The claim has just written the heartbeat; small packs finish before they need another.
@@ -224,10 +250,10 @@ class _Reporter:
         if now < self._next:
             return
         self._next = now + self.interval_s
-        with session_factory(self._settings.database_url)() as session:
+        with self._sessions() as session:
             owned = packs.heartbeat(session, self._claim, now=utcnow(), rows=rows, nbytes=nbytes)
         if not owned:
-            raise LostClaim(f"pack {self._claim.pack_id} attempt {self._claim.attempt} is no longer the owner")
+            raise LostClaim()
         self._tell(rows, nbytes)
 
     def done(self, rows: int, nbytes: int) -> None:
@@ -237,263 +263,3 @@ class _Reporter:
     def _tell(self, rows: int, nbytes: int) -> None:
         if self._on_progress is not None:
             self._on_progress({"pack_id": self._claim.pack_id, "rows": rows, "bytes": nbytes})
-
-
-@contextmanager
-def snapshot(engine: Engine):
-    """One read transaction that sees a single consistent state of every source."""
-    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
-    with engine.connect().execution_options(**options) as conn:
-        with conn.begin():
-            yield conn
-
-
-def build(claim: packs.Claim, *, settings: Settings, reporter: _Reporter) -> BuiltPack:
-    """Write the pack into a temp file; the caller owns (and removes) the file."""
-    engine = engine_for(settings.database_url)
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{claim.pack_id}-", suffix=".zip")
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "w+b") as out:
-            with snapshot(engine) as conn:
-                if claim.tenant_review_id is not None:
-                    summary, fp, rows = _write_review_pack(conn, claim, out)
-                else:
-                    summary, fp, rows = _write_tenant_pack(conn, claim, out, settings, reporter)
-            if fp != claim.fingerprint:
-                # Data moved between the request and now: the pack describes what was read, and says so.
-                with session_factory(settings.database_url)() as session:
-                    packs.set_fingerprint(session, claim, fp)
-            # No fsync: the file only feeds the upload; after a crash the next attempt rebuilds it.
-            out.flush()
-            size = out.tell()
-            out.seek(0)
-            sha = hashlib.file_digest(out, "sha256").hexdigest()
-        reporter.done(rows, size)
-        return BuiltPack(path=path, sha256=sha, size=size, rows=rows, summary=summary, fingerprint=fp)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-# RFC 4180 line ends. They also matter for safety: Python's csv module quotes a cell holding a
-# carriage return only when \r is part of the line terminator. PostgreSQL's COPY ends lines with
-# \n (and quotes CR and LF itself), so its findings.csv header follows suit.
-CSV_LINE_END = "\r\n"
-COPY_LINE_END = "\n"
-
-
-def _csv_line(values, line_end: str) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=line_end).writerow(values)
-    return buffer.getvalue().encode("utf-8")
-
-
-def _write_csv(target, header, chunks, to_row, on_chunk=None) -> int:
-    """Stream rows as CSV into a binary file-like object; returns the number of data rows."""
-    count = 0
-    # newline="" lets the csv module write its own line ends; errors="replace" keeps
-    # undecodable text (lone surrogates) from aborting a pack.
-    text = io.TextIOWrapper(target, encoding="utf-8", errors="replace", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator=CSV_LINE_END)
-    writer.writerow(header)
-    for chunk in chunks:
-        writer.writerows(to_row(row) for row in chunk)
-        count += len(chunk)
-        if on_chunk is not None:
-            on_chunk(count, target.tell())
-    text.flush()
-    text.detach()
-    return count
-
-
-def _write_archive(out, files, *, ready: dict[str, bytes], streams: dict, metadata: Callable[[dict], bytes]) -> None:
-    """Write every file of the layout, in order.
-
-    ``ready`` holds finished documents; ``streams`` maps a path to a function that
-    writes the entry. metadata.json lists the digest of every other file, so a
-    streamed entry must sort before it (its digest is known once written).
-    """
-    known = {path: EntryDigest(path, hashlib.sha256(data).hexdigest(), len(data)) for path, data in ready.items()}
-    with DeterministicZip(out) as archive:
-        for spec in files:
-            if spec.path in streams:
-                if spec.path > layout.METADATA:
-                    raise AssertionError(f"{spec.path} must be ready before metadata.json is written")
-                with archive.open_stream(spec.path) as entry:
-                    streams[spec.path](entry)
-                known[spec.path] = entry.digest
-            elif spec.path == layout.METADATA:
-                archive.write_bytes(spec.path, metadata(known))
-            else:
-                archive.write_bytes(spec.path, ready[spec.path])
-
-
-def _spool_csv(header, chunks, to_row) -> tuple[bytes, int]:
-    buffer = io.BytesIO()
-    count = _write_csv(buffer, header, chunks, to_row)
-    return buffer.getvalue(), count
-
-
-def _file_list(files) -> list[dict]:
-    return [
-        {"path": f.path, "role": f.role.value, "description": f.description}
-        for f in files
-        if f.path != layout.ENTRYPOINT
-    ]
-
-
-def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Settings, reporter) -> tuple[dict, str, int]:
-    options = options_from_dict(claim.options)
-    tenant = queries.tenant_row(conn, claim.tenant_id)
-    if tenant is None:
-        raise SourceMissing(f"tenant {claim.tenant_id} no longer exists")
-    since = dt.date.fromisoformat(claim.options["operations_since"]) if options.include_operations else None
-    pii = options.include_pii
-
-    sources = queries.tenant_sources(conn, tenant, options, since)
-    fp = fingerprint.compute(sources.inputs)
-    reports, freshness = sources.reports, sources.freshness
-    by_severity, by_status = sources.by_severity, sources.by_status
-    hardening = documents.hardening_document(tenant["hardening"], include_pii=pii)
-    files = layout.tenant_files(include_operations=options.include_operations)
-
-    ready: dict[str, bytes] = {layout.HARDENING: documents.json_bytes(hardening)}
-    for report_type, path in layout.REPORTS.items():
-        ready[path] = documents.json_bytes(documents.report_document(report_type, reports[report_type], include_pii=pii))
-    operations_count = None
-    if options.include_operations:
-        # A 30-day window of runs is small next to the findings; it sorts after metadata.json, so
-        # its digest must be known first.
-        ready[layout.OPERATIONS], operations_count = _spool_csv(
-            layout.OPERATIONS_COLUMNS,
-            queries.stream_operations(conn, tenant["id"], since, settings.findings_chunk_size),
-            documents.operation_row,
-        )
-    summary = documents.summary_document(
-        by_severity=by_severity, by_status=by_status, operations=operations_count, freshness=freshness
-    )
-    ready[layout.SUMMARY] = documents.json_bytes(summary)
-    identity = {"name": tenant["name"], "external_id": str(tenant["external_id"])}
-    findings_counts = summary["counts"]["findings"]
-    ready[layout.ENTRYPOINT] = render_tenant_summary(
-        {
-            "tenant": identity,
-            "data_as_of": summary["data_as_of"],
-            "options": options.as_dict(),
-            "counts": {
-                "total": findings_counts["total"],
-                "by_severity": {s: findings_counts["by_severity"][s] for s in layout.SEVERITIES},
-                "by_status": findings_counts["by_status"],
-                "operations": operations_count,
-            },
-            "data_freshness": summary["data_freshness"],
-            "hardening": hardening["hardening"],
-            "reports": {queries.report_key(t): r is not None for t, r in reports.items()},
-            "files": _file_list(files),
-            "fingerprint": fp,
-            "disclosure": layout.DISCLOSURE,
-        }
-    ).encode("utf-8")
-
-    rows = 0
-
-    def write_findings(entry) -> None:
-        nonlocal rows
-        rows = _write_csv(
-            entry,
-            layout.FINDINGS_COLUMNS,
-            queries.stream_findings(conn, tenant["id"], settings.findings_chunk_size),
-            lambda r: documents.finding_row(r, include_pii=pii),
-            on_chunk=reporter,
-        )
-
-    def copy_findings(entry) -> None:
-        nonlocal rows
-        entry.write(_csv_line(layout.FINDINGS_COLUMNS, COPY_LINE_END))
-        lines = 0
-        total = sum(by_status.values())
-        for block in export.copy_findings(conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
-            entry.write(block)
-            # Quoted cells may hold line breaks, so this is progress, not the row count.
-            lines += block.count(b"\n")
-            reporter(lines, entry.size)
-        # The counts come from the same snapshot as the COPY, so they are the rows written.
-        rows = findings_counts["total"]
-
-    def metadata(digests: dict) -> bytes:
-        return documents.json_bytes(
-            documents.metadata_document(
-                kind=layout.PackKind.TENANT,
-                identity={"tenant": identity},
-                fingerprint=fp,
-                options=options.as_dict(),
-                freshness=freshness,
-                files=documents.file_entries(files, digests),
-            )
-        )
-
-    # PostgreSQL streams the CSV itself (COPY); other databases go through the portable chunked reader.
-    fast = settings.findings_reader == "copy" or (
-        settings.findings_reader == "auto" and conn.dialect.name == "postgresql"
-    )
-    streams = {layout.FINDINGS: copy_findings if fast else write_findings}
-    _write_archive(out, files, ready=ready, streams=streams, metadata=metadata)
-    return summary, fp, rows
-
-
-def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict, str, int]:
-    options = options_from_dict(claim.options)
-    review = queries.review_row(conn, claim.tenant_review_id)
-    tenant = queries.tenant_row(conn, claim.tenant_id)
-    if review is None or tenant is None:
-        raise SourceMissing(f"review {claim.tenant_review_id} or its tenant no longer exists")
-    fp = fingerprint.compute(queries.review_pack_inputs(conn, review, tenant, options))
-    content = documents.review_content(review, include_pii=options.include_pii)
-    files = layout.review_files()
-    identity = {"name": tenant["name"], "external_id": str(tenant["external_id"])}
-    published_at = layout.iso(review["published_at"])
-    summary = documents.review_summary_document(review, content)
-    freshness = {"review": published_at}
-    ready = {
-        layout.SECTIONS: documents.json_bytes({"sections": content["raw_sections"]}),
-        layout.SUMMARY: documents.json_bytes(summary),
-        layout.ENTRYPOINT: render_review_summary(
-            {
-                "tenant": identity,
-                "review": {"id": review["id"], "published_at": published_at},
-                "headline": content["headline"],
-                "overall_status": content["overall_status"],
-                "key_findings": content["key_findings"],
-                "accepted_risks": content["accepted_risks"],
-                "decisions": content["decisions"],
-                "sections": content["sections"],
-                "evidence_basis": content["evidence_basis"],
-                "files": _file_list(files),
-                "disclosure": layout.DISCLOSURE,
-            }
-        ).encode("utf-8"),
-    }
-
-    def metadata(digests: dict) -> bytes:
-        return documents.json_bytes(
-            documents.metadata_document(
-                kind=layout.PackKind.REVIEW,
-                identity={
-                    "tenant": identity,
-                    "review": {
-                        "id": review["id"],
-                        "published_at": published_at,
-                        "interpretation_version": content["raw_summary"].get("interpretation_version"),
-                        "evidence_basis": content["evidence_basis"],
-                    },
-                },
-                fingerprint=fp,
-                options=options.as_dict(),
-                freshness=freshness,
-                files=documents.file_entries(files, digests),
-            )
-        )
-
-    _write_archive(out, files, ready=ready, streams={}, metadata=metadata)
-    return summary, fp, 0

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 
 from reviewpacks import logs, runtime
+from storage import scratch
 from workers import pipeline
 from workers.app import app
+
+
+@worker_ready.connect
+def _sweep_scratch(**_kwargs: object) -> None:
+    # Files a killed worker on this host left behind; a live attempt elsewhere on the host
+    # touched its file within the lease, so it is kept.
+    removed = scratch.sweep(older_than=runtime.current().settings.lease)
+    logs.get_logger("reviewpacks.worker").info("scratch.swept", removed=removed)
 
 
 def _report(task, progress: dict) -> None:

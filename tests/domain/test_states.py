@@ -24,6 +24,7 @@ from domain.states import (
     RunStatus,
     check_pack_transition,
     check_run_transition,
+    run_sources_for,
     sources_for,
 )
 
@@ -31,24 +32,27 @@ P = PackStatus
 R = RunStatus
 
 # The contract: queued -> generating -> ready | failed; ready -> expired. A queued pack can
-# fail without ever generating (the source vanished), and a generating pack is handed back to
-# queued when its attempt is retried (documented in domain/states.py).
+# fail without ever generating (the source vanished), a generating pack is handed back to
+# queued when its attempt is retried, and generating -> generating is a takeover of a run whose
+# worker stopped sending heartbeats (documented in domain/states.py).
 EXPECTED_PACK = {
     (P.QUEUED, P.GENERATING),
     (P.QUEUED, P.FAILED),
     (P.GENERATING, P.READY),
     (P.GENERATING, P.FAILED),
     (P.GENERATING, P.QUEUED),
+    (P.GENERATING, P.GENERATING),
     (P.READY, P.EXPIRED),
 }
 
-# Run: queued -> running -> completed; a queued run may complete (fail) directly, and a running
-# run goes back to queued when its attempt is retried.
+# Run: queued -> running -> completed; a queued run may complete (fail) directly, a running
+# run goes back to queued when its attempt is retried, and running -> running is a takeover.
 EXPECTED_RUN = {
     (R.QUEUED, R.RUNNING),
     (R.QUEUED, R.COMPLETED),
     (R.RUNNING, R.COMPLETED),
     (R.RUNNING, R.QUEUED),
+    (R.RUNNING, R.RUNNING),
 }
 
 PACK_PAIRS = list(itertools.product(PackStatus, PackStatus))
@@ -107,10 +111,13 @@ class TestPackTable:
             with pytest.raises(InvalidTransition):
                 check_pack_transition(src.value, dst.value)
 
-    @pytest.mark.parametrize("status", list(PackStatus), ids=str)
-    def test_no_status_moves_to_itself(self, status):
+    @pytest.mark.parametrize("status", [P.QUEUED, P.READY, P.FAILED, P.EXPIRED], ids=str)
+    def test_no_status_but_generating_moves_to_itself(self, status):
         with pytest.raises(InvalidTransition):
             check_pack_transition(status, status)
+
+    def test_a_takeover_keeps_a_pack_generating(self):
+        assert check_pack_transition("generating", "generating") is P.GENERATING
 
     @pytest.mark.parametrize("status", [P.FAILED, P.EXPIRED], ids=str)
     def test_terminal_states_have_no_exits(self, status):
@@ -205,7 +212,7 @@ class TestSourcesFor:
         "target, expected",
         [
             (P.QUEUED, ("generating",)),
-            (P.GENERATING, ("queued",)),
+            (P.GENERATING, ("generating", "queued")),
             (P.READY, ("generating",)),
             (P.FAILED, ("generating", "queued")),
             (P.EXPIRED, ("ready",)),
@@ -232,6 +239,20 @@ class TestSourcesFor:
                     check_pack_transition(src, target)
 
 
+class TestRunSourcesFor:
+    @pytest.mark.parametrize(
+        "target, expected",
+        [
+            (R.QUEUED, ("running",)),
+            (R.RUNNING, ("queued", "running")),
+            (R.COMPLETED, ("queued", "running")),
+        ],
+        ids=str,
+    )
+    def test_exact_sources(self, target, expected):
+        assert run_sources_for(target) == expected
+
+
 class TestReasonCodes:
     """The fixed list of ``context.reason_code`` values a failed run may carry (domain/reasons.py)."""
 
@@ -244,6 +265,7 @@ class TestReasonCodes:
             "source_missing",
             "worker_lost",
             "timeout",
+            "disk_full",
             "internal_error",
         ]
 

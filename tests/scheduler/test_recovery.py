@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
+import time
 import uuid
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
 from scheduler import recovery
-from storage import packs
+from storage import packs, scratch
 from storage.models import OperationRun, ReviewPack, Tenant, Workspace
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -101,5 +104,24 @@ def test_a_queued_run_whose_message_was_lost_is_republished_once_per_window(worl
 def test_final_runs_are_left_alone(world):
     settings, ws, tenant, published = world
     _run(settings, ws, tenant, run_status="completed", pack_status="ready", heartbeat_ago=dt.timedelta(days=1), created_ago=dt.timedelta(days=1))
-    assert recovery.reap(settings, published.append, now=NOW) == recovery.ReapResult()
+    result = recovery.reap(settings, published.append, now=NOW)
+    assert (result.requeued, result.failed, result.republished) == (0, 0, 0)
     assert published == []
+
+
+def test_the_reaper_sweeps_scratch_files_older_than_the_lease(world, tmp_path, monkeypatch):
+    settings, _, _, published = world
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "host-tmp"))
+    (tmp_path / "host-tmp").mkdir()
+    fd, left = scratch.new_file(41)
+    os.close(fd)
+    fd, live = scratch.new_file(42)
+    os.close(fd)
+    lease = settings.heartbeat_seconds * 3
+    then = time.time() - lease - 5
+    os.utime(left, (then, then))
+
+    result = recovery.reap(settings, published.append, now=NOW)
+
+    assert result.temp_files_removed == 1
+    assert (left.exists(), live.exists()) == (False, True)

@@ -190,3 +190,12 @@ def test_two_prune_processes_overlap_and_counts_add_up(world):
     assert sum(counts) == 60
     assert sorted(_retention_audits(settings, ids)) == sorted((i, 1) for i in ids)
     assert list(store.keys()) == []
+
+
+@pytest.mark.parametrize(
+    "setting, requested, allowed",
+    [(False, None, False), (False, True, False), (False, False, False), (True, None, True), (True, True, True), (True, False, False)],
+)
+def test_a_prune_message_hard_deletes_only_when_the_setting_allows(world, setting, requested, allowed):
+    settings = dataclasses.replace(world[0], prune_hard_delete=setting)
+    assert retention.hard_delete_allowed(settings, requested) is allowed

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from domain.reasons import ReasonCode
 from storage import packs
-from storage.models import Notification, OperationRun, ReviewPack, Tenant, User, Workspace
+from storage.artifacts import LocalStore
+from storage.models import AuditLog, Notification, OperationRun, ReviewPack, Tenant, User, Workspace
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 LEASE = dt.timedelta(seconds=90)
@@ -111,3 +112,57 @@ def test_file_keys_are_random_and_carry_no_tenant_data():
     keys = {packs.new_file_key() for _ in range(100)}
     assert len(keys) == 100
     assert all(k.startswith("packs/") and k.endswith(".zip") and len(k) == len("packs/") + 32 + 4 for k in keys)
+
+
+def test_the_claim_records_the_store_before_anything_is_uploaded(pg_session, queued):
+    packs.claim(pg_session, queued.id, now=NOW, lease=LEASE, disk="s3")
+    pg_session.refresh(queued)
+    assert queued.file_disk == "s3"
+
+
+@pytest.mark.parametrize("object_gone, disk", [(True, None), (False, "s3")])
+def test_a_failed_pack_keeps_file_disk_until_its_object_is_gone(pg_session, queued, object_gone, disk):
+    _, claim = packs.claim(pg_session, queued.id, now=NOW, lease=LEASE, disk="s3")
+    assert packs.mark_failed(pg_session, queued.id, ReasonCode.STORAGE_ERROR, now=NOW, attempt=claim.attempt, object_gone=object_gone)
+    pg_session.refresh(queued)
+    assert (queued.status, queued.file_disk) == ("failed", disk)
+
+
+def test_a_requeue_loses_to_an_attempt_that_took_the_run_over_meanwhile(pg_session, queued):
+    packs.claim(pg_session, queued.id, now=NOW, lease=LEASE)
+    later = NOW + LEASE * 2
+    [stale] = [s for s in packs.stale_runs(pg_session, now=later, lease=LEASE, limit=10) if s.pack_id == queued.id]
+    # A redelivered message takes the stale run over between the sweep's read and its update.
+    state, _ = packs.claim(pg_session, queued.id, now=later, lease=LEASE)
+    assert state is packs.ClaimState.CLAIMED
+
+    assert packs.requeue_stale(pg_session, stale, now=later) is False
+    pg_session.refresh(queued)
+    assert queued.status == "generating"
+
+
+def test_a_second_request_insert_with_a_live_fingerprint_returns_none(pg_session, queued):
+    again = packs.create_request(
+        pg_session, workspace_id=queued.workspace_id, tenant_id=queued.tenant_id, review_id=None,
+        actor_id=queued.initiated_by_user_id, fingerprint=queued.fingerprint, previous_fingerprint=None,
+        options={}, now=NOW,
+    )
+    assert again is None
+
+
+def test_expire_moves_only_ready_packs_and_writes_one_audit_row_each(pg_session, queued, tmp_path):
+    store = LocalStore(tmp_path / "artifacts")
+    store.ensure_ready()
+    _, claim = packs.claim(pg_session, queued.id, now=NOW, lease=LEASE, disk="local")
+    packs.mark_ready(pg_session, claim, now=NOW, retention=dt.timedelta(days=1), sha256="a" * 64, size=1, disk="local", summary={}, rows=0)
+
+    first = packs.expire(pg_session, store, [queued.id], now=NOW, by="actor", actor_id=queued.initiated_by_user_id)
+    second = packs.expire(pg_session, store, [queued.id], now=NOW, by="actor")
+
+    assert (first.expired, second.expired) == ((queued.id,), ())
+    # The object was never uploaded: deleting a missing object is not an error.
+    assert first.objects == packs.ObjectSweep(deleted=1)
+    pg_session.refresh(queued)
+    assert (queued.status, queued.file_disk) == ("expired", None)
+    audits = pg_session.query(AuditLog).filter_by(resource_id=queued.id, action="review_pack.expired").all()
+    assert [(a.actor_user_id, a.details) for a in audits] == [(queued.initiated_by_user_id, {"by": "actor"})]

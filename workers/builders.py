@@ -1,0 +1,350 @@
+"""Pack builders: one per kind of pack, each turning read-only sources into ordered entries.
+
+A builder reads everything it needs through :class:`Sources` (one consistent snapshot)
+and returns a :class:`Plan`: the content of every file the layout lists, as finished
+bytes or as a writer that streams the entry into the archive, plus the function that
+writes metadata.json from the digests of the others. :func:`write_archive` checks the
+plan against the layout before it writes a byte and then writes the entries in archive
+order; :func:`build_file` does all of that inside one snapshot into a scratch file.
+Adding a file to a pack is a :class:`~domain.layout.FileSpec` in domain/layout.py
+(what the file is) and one ``Entry`` in its kind's builder here (what it holds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import Connection, Engine
+
+from domain import documents, fingerprint, layout
+from domain.csvwrite import COPY_LINE_END, csv_line, spool_csv, write_csv
+from domain.executive_summary import render_review_summary, render_tenant_summary
+from domain.options import options_from_dict
+from domain.ziparchive import DeterministicZip, EntryDigest
+from storage import export, queries, scratch
+from storage.packs import Claim
+
+Progress = Callable[[int, int], None]
+
+
+class SourceMissing(Exception):
+    """The tenant or review behind the pack no longer exists."""
+
+
+class LayoutMismatch(Exception):
+    """A builder's entries do not match the files its layout lists; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of the pack: finished ``data``, or ``write``, which streams it into the archive."""
+
+    path: str
+    data: bytes | None = None
+    write: Callable[[BinaryIO], None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.write is None):
+            raise ValueError(f"entry {self.path} needs exactly one of data or write")
+
+
+@dataclass
+class Tally:
+    """Rows written to the pack's main table, known once its streamed entry has been written."""
+
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: list[layout.FileSpec]
+    entries: dict[str, Entry]
+    metadata: Callable[[Mapping[str, EntryDigest]], bytes]
+    summary: dict
+    fingerprint: str
+    tally: Tally = field(default_factory=Tally)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Read-only access to what one pack is built from: the claim's pack and one snapshot."""
+
+    conn: Connection
+    claim: Claim
+    chunk_size: int
+    findings_reader: str  # "auto" | "copy" | "portable"
+    progress: Progress
+
+    def tenant(self) -> dict:
+        tenant = queries.tenant_row(self.conn, self.claim.tenant_id)
+        if tenant is None:
+            raise SourceMissing("the tenant of this pack no longer exists")
+        return tenant
+
+    def review(self) -> dict:
+        review = queries.review_row(self.conn, self.claim.tenant_review_id)
+        if review is None:
+            raise SourceMissing("the review of this pack no longer exists")
+        return review
+
+    @property
+    def use_copy(self) -> bool:
+        # PostgreSQL streams the CSV itself (COPY); other databases go through the portable chunked reader.
+        return self.findings_reader == "copy" or (
+            self.findings_reader == "auto" and self.conn.dialect.name == "postgresql"
+        )
+
+
+def _file_list(files) -> list[dict]:
+    return [
+        {"path": f.path, "role": f.role.value, "description": f.description}
+        for f in files
+        if f.path != layout.ENTRYPOINT
+    ]
+
+
+def build_tenant(src: Sources) -> Plan:
+    claim = src.claim
+    options = options_from_dict(claim.options)
+    tenant = src.tenant()
+    since = dt.date.fromisoformat(claim.options["operations_since"]) if options.include_operations else None
+    pii = options.include_pii
+
+    sources = queries.tenant_sources(src.conn, tenant, options, since)
+    fp = fingerprint.compute(sources.inputs)
+    reports, freshness = sources.reports, sources.freshness
+    by_severity, by_status = sources.by_severity, sources.by_status
+    hardening = documents.hardening_document(tenant["hardening"], include_pii=pii)
+    files = layout.tenant_files(include_operations=options.include_operations)
+    tally = Tally()
+
+    entries = [Entry(layout.HARDENING, documents.json_bytes(hardening))]
+    for report_type, path in layout.REPORTS.items():
+        entries.append(
+            Entry(path, documents.json_bytes(documents.report_document(report_type, reports[report_type], include_pii=pii)))
+        )
+    operations_count = None
+    if options.include_operations:
+        # A 30-day window of runs is small next to the findings; it sorts after metadata.json, so
+        # it is finished bytes, whose digest is known before metadata.json is written.
+        operations, operations_count = spool_csv(
+            layout.OPERATIONS_COLUMNS,
+            queries.stream_operations(src.conn, tenant["id"], since, src.chunk_size),
+            documents.operation_row,
+        )
+        entries.append(Entry(layout.OPERATIONS, operations))
+    summary = documents.summary_document(
+        by_severity=by_severity, by_status=by_status, operations=operations_count, freshness=freshness
+    )
+    entries.append(Entry(layout.SUMMARY, documents.json_bytes(summary)))
+    identity = {"name": tenant["name"], "external_id": str(tenant["external_id"])}
+    findings_counts = summary["counts"]["findings"]
+    entries.append(
+        Entry(
+            layout.ENTRYPOINT,
+            render_tenant_summary(
+                {
+                    "tenant": identity,
+                    "data_as_of": summary["data_as_of"],
+                    "options": options.as_dict(),
+                    "counts": {
+                        "total": findings_counts["total"],
+                        "by_severity": {s: findings_counts["by_severity"][s] for s in layout.SEVERITIES},
+                        "by_status": findings_counts["by_status"],
+                        "operations": operations_count,
+                    },
+                    "data_freshness": summary["data_freshness"],
+                    "hardening": hardening["hardening"],
+                    "reports": {queries.report_key(t): r is not None for t, r in reports.items()},
+                    "files": _file_list(files),
+                    "fingerprint": fp,
+                    "disclosure": layout.DISCLOSURE,
+                }
+            ).encode("utf-8"),
+        )
+    )
+
+    def write_findings(entry) -> None:
+        tally.rows = write_csv(
+            entry,
+            layout.FINDINGS_COLUMNS,
+            queries.stream_findings(src.conn, tenant["id"], src.chunk_size),
+            lambda r: documents.finding_row(r, include_pii=pii),
+            on_chunk=src.progress,
+        )
+
+    def copy_findings(entry) -> None:
+        entry.write(csv_line(layout.FINDINGS_COLUMNS, COPY_LINE_END))
+        lines = 0
+        total = sum(by_status.values())
+        for block in export.copy_findings(src.conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
+            entry.write(block)
+            # Quoted cells may hold line breaks, so this is progress, not the row count.
+            lines += block.count(b"\n")
+            src.progress(lines, entry.size)
+        # The counts come from the same snapshot as the COPY, so they are the rows written.
+        tally.rows = findings_counts["total"]
+
+    entries.append(Entry(layout.FINDINGS, write=copy_findings if src.use_copy else write_findings))
+
+    def metadata(digests: Mapping[str, EntryDigest]) -> bytes:
+        return documents.json_bytes(
+            documents.metadata_document(
+                kind=layout.PackKind.TENANT,
+                identity={"tenant": identity},
+                fingerprint=fp,
+                options=options.as_dict(),
+                freshness=freshness,
+                files=documents.file_entries(files, digests),
+            )
+        )
+
+    return Plan(
+        files=files,
+        entries={e.path: e for e in entries},
+        metadata=metadata,
+        summary=summary,
+        fingerprint=fp,
+        tally=tally,
+    )
+
+
+def build_review(src: Sources) -> Plan:
+    claim = src.claim
+    options = options_from_dict(claim.options)
+    review = src.review()
+    tenant = src.tenant()
+    fp = fingerprint.compute(queries.review_pack_inputs(src.conn, review, tenant, options))
+    content = documents.review_content(review, include_pii=options.include_pii)
+    files = layout.review_files()
+    identity = {"name": tenant["name"], "external_id": str(tenant["external_id"])}
+    published_at = layout.iso(review["published_at"])
+    summary = documents.review_summary_document(review, content)
+    freshness = {"review": published_at}
+    entries = [
+        Entry(layout.SECTIONS, documents.json_bytes({"sections": content["raw_sections"]})),
+        Entry(layout.SUMMARY, documents.json_bytes(summary)),
+        Entry(
+            layout.ENTRYPOINT,
+            render_review_summary(
+                {
+                    "tenant": identity,
+                    "review": {"id": review["id"], "published_at": published_at},
+                    "headline": content["headline"],
+                    "overall_status": content["overall_status"],
+                    "key_findings": content["key_findings"],
+                    "accepted_risks": content["accepted_risks"],
+                    "decisions": content["decisions"],
+                    "sections": content["sections"],
+                    "evidence_basis": content["evidence_basis"],
+                    "files": _file_list(files),
+                    "disclosure": layout.DISCLOSURE,
+                }
+            ).encode("utf-8"),
+        ),
+    ]
+
+    def metadata(digests: Mapping[str, EntryDigest]) -> bytes:
+        return documents.json_bytes(
+            documents.metadata_document(
+                kind=layout.PackKind.REVIEW,
+                identity={
+                    "tenant": identity,
+                    "review": {
+                        "id": review["id"],
+                        "published_at": published_at,
+                        "interpretation_version": content["raw_summary"].get("interpretation_version"),
+                        "evidence_basis": content["evidence_basis"],
+                    },
+                },
+                fingerprint=fp,
+                options=options.as_dict(),
+                freshness=freshness,
+                files=documents.file_entries(files, digests),
+            )
+        )
+
+    return Plan(files=files, entries={e.path: e for e in entries}, metadata=metadata, summary=summary, fingerprint=fp)
+
+
+def builder_for(claim: Claim) -> Callable[[Sources], Plan]:
+    return build_review if claim.tenant_review_id is not None else build_tenant
+
+
+def ordered(plan: Plan) -> Iterator[Entry | None]:
+    """The plan's entries in archive order; None stands for metadata.json.
+
+    Raises :class:`LayoutMismatch` before anything is written when the entries are not exactly
+    the layout's files, or when a streamed entry sorts after metadata.json: metadata.json lists
+    the digest of every other file, and a streamed entry's digest is known only once written.
+    """
+    expected = {spec.path for spec in plan.files} - {layout.METADATA}
+    if set(plan.entries) != expected:
+        missing, extra = sorted(expected - set(plan.entries)), sorted(set(plan.entries) - expected)
+        raise LayoutMismatch(f"entries do not match the layout: missing {missing}, unexpected {extra}")
+    late = sorted(p for p, e in plan.entries.items() if e.write is not None and p > layout.METADATA)
+    if late:
+        raise LayoutMismatch(f"streamed entries must sort before {layout.METADATA}: {late}")
+    return iter([None if spec.path == layout.METADATA else plan.entries[spec.path] for spec in plan.files])
+
+
+def write_archive(out: BinaryIO, plan: Plan) -> None:
+    """Write every file of the plan into a deterministic ZIP, metadata.json from the others' digests."""
+    entries = list(ordered(plan))
+    known = {
+        e.path: EntryDigest(e.path, hashlib.sha256(e.data).hexdigest(), len(e.data))
+        for e in entries
+        if e is not None and e.data is not None
+    }
+    with DeterministicZip(out) as archive:
+        for entry in entries:
+            if entry is None:
+                archive.write_bytes(layout.METADATA, plan.metadata(known))
+            elif entry.write is not None:
+                with archive.open_stream(entry.path) as stream:
+                    entry.write(stream)
+                known[entry.path] = stream.digest
+            else:
+                archive.write_bytes(entry.path, entry.data)
+
+
+@dataclass(frozen=True)
+class BuiltPack:
+    path: Path
+    sha256: str
+    size: int
+    rows: int
+    summary: dict
+    fingerprint: str
+
+
+def build_file(
+    claim: Claim, *, engine: Engine, chunk_size: int, findings_reader: str, progress: Progress
+) -> BuiltPack:
+    """Build the claim's pack from one snapshot into a scratch file; the caller owns (and removes) it."""
+    fd, path = scratch.new_file(claim.pack_id)
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            with queries.snapshot(engine) as conn:
+                sources = Sources(
+                    conn=conn, claim=claim, chunk_size=chunk_size, findings_reader=findings_reader, progress=progress
+                )
+                plan = builder_for(claim)(sources)
+                write_archive(out, plan)
+            # No fsync: the file only feeds the upload; after a crash the next attempt rebuilds it.
+            out.flush()
+            size = out.tell()
+            out.seek(0)
+            sha = hashlib.file_digest(out, "sha256").hexdigest()
+        return BuiltPack(
+            path=path, sha256=sha, size=size, rows=plan.tally.rows, summary=plan.summary, fingerprint=plan.fingerprint
+        )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
