@@ -67,6 +67,23 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return raw
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        # The value is a setting the operator wrote, so naming it here leaks nothing new.
+        raise SettingsError(f"{name} must be an http:// or https:// base URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    value = _int(env, name, 0)
+    if value > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1-65535) or 0 for off, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -74,6 +91,9 @@ class Settings:
     broker_url: str
     artifact_store: str
     s3_endpoint_url: str | None = None
+    # Only for signing download URLs: the address readers reach the store at, when it differs
+    # from the one workers use (compose: http://minio:9000 inside, http://127.0.0.1:9000 outside).
+    s3_public_endpoint_url: str | None = None
     retention_days: int = 90
     hard_delete_grace_days: int = 30
     download_url_ttl_minutes: int = 60
@@ -93,6 +113,9 @@ class Settings:
     prune_hard_delete: bool = False
     findings_reader: str = "auto"
     broker_transport_options: dict = field(default_factory=dict)
+    # The worker's Prometheus endpoint; 0 turns it off.
+    metrics_port: int = 0
+    metrics_address: str = "127.0.0.1"
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -139,6 +162,7 @@ class Settings:
             broker_url=broker_url,
             artifact_store=artifact_store,
             s3_endpoint_url=env.get("REVIEWPACKS_S3_ENDPOINT_URL") or None,
+            s3_public_endpoint_url=_url(env, "REVIEWPACKS_S3_PUBLIC_ENDPOINT_URL"),
             retention_days=_int(env, "REVIEWPACKS_RETENTION_DAYS", 90, minimum=1),
             hard_delete_grace_days=_int(env, "REVIEWPACKS_HARD_DELETE_GRACE_DAYS", 30),
             download_url_ttl_minutes=ttl,
@@ -158,6 +182,8 @@ class Settings:
             prune_hard_delete=_bool(env, "REVIEWPACKS_PRUNE_HARD_DELETE", False),
             findings_reader=_choice(env, "REVIEWPACKS_FINDINGS_READER", ("auto", "copy", "portable"), "auto"),
             broker_transport_options=transport_options,
+            metrics_port=_port(env, "REVIEWPACKS_METRICS_PORT"),
+            metrics_address=(env.get("REVIEWPACKS_METRICS_ADDRESS") or "127.0.0.1").strip(),
         )
 
     def ensure_embedded_dirs(self) -> None:
