@@ -21,7 +21,7 @@ from workers.tasks import PackFailed, PackRetry
 
 pytestmark = pytest.mark.e2e
 
-AUTH = ("auditor", "s3cret-pass")
+AUTH = ("auditor", "s3cret-pass-for-tests")
 
 
 @pytest.fixture
@@ -36,6 +36,8 @@ def flower(stack, tmp_path):
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        # flowerconfig.py stops Flower at once on a bad password; say so rather than wait.
+        assert proc.poll() is None, (tmp_path / "flower.log").read_text()
         try:
             if requests.get(f"{base}/healthcheck", timeout=2).status_code == 200:
                 break
