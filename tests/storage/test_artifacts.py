@@ -540,6 +540,8 @@ def test_storage_init_fails_when_anonymous_reads_succeed(s3: MotoS3Server, s3_cl
     store = S3Store.from_settings(s3_settings(s3.endpoint_url, bucket, tmp_path))
     store.initialize()
     # Someone opened the bucket behind the store's back: lifted the block and made it public-read.
+    # Running init again puts the block back, but moto does not enforce it against an ACL
+    # already granted, so the bucket stays public and only the anonymous GET can tell.
     s3_client.delete_public_access_block(Bucket=bucket)
     s3_client.put_bucket_acl(Bucket=bucket, ACL="public-read")
 
