@@ -11,6 +11,13 @@ help, :class:`ArtifactNotFound` when the key is absent, and
 Keys are relative, ``/``-separated names such as ``packs/3f2a….zip``.  Both stores
 accept exactly the same keys (see :func:`validate_key`) so that a key that works
 in development also works in production.
+
+``initialize()`` (``reviewpacks storage init``) prepares a store and reports, check by
+check, what the provider really did: S3-compatible servers differ in which bucket
+APIs they implement, so each refusal becomes a warning that names the API, and
+privacy and encryption at rest are verified on a probe object rather than assumed.
+Exception messages name the operation and the provider's status and code, never an
+endpoint, bucket, key or URL: they reach logs, run records and Flower.
 """
 
 from __future__ import annotations
