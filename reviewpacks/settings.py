@@ -64,6 +64,10 @@ def _str(default: str | None) -> Any:
     return _spec("str", default)
 
 
+def _url(default: str | None) -> Any:
+    return _spec("url", default)
+
+
 def _choice(default: str, choices: tuple[str, ...]) -> Any:
     return _spec("choice", default, choices=choices)
 
@@ -83,7 +87,8 @@ class Settings:
     artifact_store: str | None = _str(None)
     s3_endpoint_url: str | None = _str(None)
     # The endpoint used only to presign URLs that readers outside the stack can reach.
-    s3_public_endpoint_url: str | None = _str(None)
+    # Compose, for one: workers reach http://minio:9000, readers on the host http://127.0.0.1:9000.
+    s3_public_endpoint_url: str | None = _url(None)
     retention_days: int = _int(90, minimum=1)
     hard_delete_grace_days: int = _int(30, minimum=0)
     download_url_ttl_minutes: int = _int(60, minimum=1, maximum=MAX_DOWNLOAD_URL_TTL_MINUTES)
@@ -106,7 +111,9 @@ class Settings:
     reap_interval_seconds: float = _float(60.0)
     prune_batch_size: int = _int(500, minimum=1)
     prune_hard_delete: bool = _bool(False)
+    # The worker's Prometheus endpoint (workers/metrics.py); unset turns it off.
     metrics_port: int | None = _int(None, minimum=1, maximum=65535)
+    metrics_address: str = _str("127.0.0.1")
     log_format: str = _choice("logfmt", ("logfmt", "json"))
     log_level: str = _choice("info", ("debug", "info", "warning", "error"))
 
@@ -263,7 +270,7 @@ def _check(spec: dataclasses.Field, value: Any) -> Any:
     """Validate one value whether it came from the environment or from a caller; return it normalised."""
     name, meta = env_name(spec.name), spec.metadata
     kind = meta["kind"]
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "choice": str, "path": (str, Path)}[kind]
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str, "choice": str, "path": (str, Path), "url": str}[kind]
     # bool is a subclass of int; True is not a number of days.
     if not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool)):
         raise SettingsError(f"{name} must be {_KIND_WORDS[kind]}, got a {type(value).__name__}")
@@ -273,6 +280,10 @@ def _check(spec: dataclasses.Field, value: Any) -> Any:
             raise SettingsError(f"{name} must be a finite number, got {value}")
     if kind == "path":
         value = Path(value)
+    if kind == "url":
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise SettingsError(f"{name} must be an http:// or https:// base URL, got {_shown(value)}")
+        value = value.rstrip("/")
     if kind in ("int", "float"):
         if meta["minimum"] is not None:
             if kind == "float" and value <= meta["minimum"]:
@@ -298,6 +309,6 @@ def _scheme_only(url: str) -> str:
 
 
 _KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-               "choice": "text", "path": "a path"}
+               "choice": "text", "path": "a path", "url": "a URL"}
 _MAX_NOTES = {"download_url_ttl_minutes": " (7 days)"}
 _FIELDS = {spec.name: spec for spec in dataclasses.fields(Settings)}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -80,12 +81,31 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
 @storage_app.command("init")
 def storage_init() -> None:
-    """Create the bucket (private, public access blocked, encrypted by default) or the local folder."""
-    from storage.artifacts import artifact_store_from_settings
+    """Create and configure the bucket (or the local folder), then verify what the provider really does.
+
+    Every line names a check and its outcome.  A bucket API the provider does not implement
+    is a warning saying what stands in for it; the exit code is 0 when the store accepts an
+    object and refuses anonymous reads, 1 when privacy could not be verified or the store
+    cannot be reached ("storage unavailable").
+    """
+    from storage.artifacts import ArtifactStoreError, StorageUnavailable, artifact_store_from_settings
 
     settings = _settings()
-    artifact_store_from_settings(settings).ensure_ready()
-    console.print(f"artifact store ready: {settings.artifact_store}")
+    try:
+        report = artifact_store_from_settings(settings).initialize()
+    except StorageUnavailable as exc:
+        err.print(f"[red]storage unavailable:[/red] {exc}")
+        raise typer.Exit(EXIT_FAILURE) from None
+    except ArtifactStoreError as exc:
+        err.print(f"[red]storage refused:[/red] {exc}")
+        raise typer.Exit(EXIT_FAILURE) from None
+    colours = {"ok": "green", "warning": "yellow", "failed": "red"}
+    for check in report.checks:
+        console.print(f"[{colours[check.status]}]{check.status:<7}[/] {escape(check.name)}: {escape(check.detail)}", soft_wrap=True)
+    if not report.ok:
+        err.print("[red]storage init failed:[/red] the store is not verified private and usable")
+        raise typer.Exit(EXIT_FAILURE)
+    console.print(f"artifact store ready ({len(report.warnings)} warning(s))")
 
 
 @app.command("seed-demo")

@@ -56,6 +56,8 @@ class Result:
     reason: ReasonCode | None = None
     rows: int = 0
     size: int = 0
+    build_seconds: float = 0.0
+    upload_seconds: float = 0.0
 
 
 def utcnow() -> dt.datetime:
@@ -144,7 +146,14 @@ def generate(
             build_s=round(built_at - started, 3),
             upload_s=round(uploaded_at - built_at, 3),
         )
-        return Result(pack_id, "ready", rows=built.rows, size=built.size)
+        return Result(
+            pack_id,
+            "ready",
+            rows=built.rows,
+            size=built.size,
+            build_seconds=built_at - started,
+            upload_seconds=uploaded_at - built_at,
+        )
     except LostClaim:
         # The newer attempt owns the run and the object key; leave both to it.
         _claim_event("pack.claim_lost", claim, level=logging.WARNING)
