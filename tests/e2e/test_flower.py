@@ -168,8 +168,10 @@ def test_flower_shows_a_failed_pack_as_failure_with_its_reason_code_only(stack, 
     assert info["state"] == "FAILURE"
     assert info["exception"] == "PackFailed('storage_unavailable')"
     assert "PackFailed: storage_unavailable" in info["traceback"]
-    retries = [i for i in seen if i["state"] == "RETRY"]
-    assert retries and {i["exception"] for i in retries} == {"PackRetry('storage_unavailable')"}
+    # A RETRY state lasts only until the worker receives the retried message again, too short to
+    # be sure a poll sees it; the exception it recorded stays on the task until the failure.
+    retried = {i.get("exception") for i in seen if i["state"] != "FAILURE"} - {None}
+    assert retried == {"PackRetry('storage_unavailable')"}
     # Nothing Flower holds about the task names where the store is or what was in it.
     everything = json.dumps(seen)
     for secret in (dead, dead.removeprefix("http://"), stack.bucket, "s3://", "X-Amz-", "Unpickleable", "EndpointConnectionError"):
