@@ -89,6 +89,7 @@ class Settings:
     max_attempts: int = 3
     queued_republish_seconds: int = 600
     reap_interval_seconds: float = 60.0
+    dispatch_retry_seconds: float = 5.0
     prune_batch_size: int = 500
     prune_hard_delete: bool = False
     findings_reader: str = "auto"
@@ -154,6 +155,7 @@ class Settings:
             max_attempts=_int(env, "REVIEWPACKS_MAX_ATTEMPTS", 3, minimum=1),
             queued_republish_seconds=_int(env, "REVIEWPACKS_QUEUED_REPUBLISH_SECONDS", 600, minimum=1),
             reap_interval_seconds=_float(env, "REVIEWPACKS_REAP_INTERVAL_SECONDS", 60.0),
+            dispatch_retry_seconds=_float(env, "REVIEWPACKS_DISPATCH_RETRY_SECONDS", 5.0),
             prune_batch_size=_int(env, "REVIEWPACKS_PRUNE_BATCH_SIZE", 500, minimum=1),
             prune_hard_delete=_bool(env, "REVIEWPACKS_PRUNE_HARD_DELETE", False),
             findings_reader=_choice(env, "REVIEWPACKS_FINDINGS_READER", ("auto", "copy", "portable"), "auto"),

@@ -254,3 +254,51 @@ def add_audit(
             details=details,
         )
     )
+
+
+# -- dispatch outbox: packs whose generate task the broker did not take ---------------------------
+
+
+def mark_dispatch_pending(session: Session, pack_id: int, *, now: dt.datetime) -> None:
+    """Record that the pack's task could not be published; the dispatch sweep publishes it later."""
+    session.execute(
+        update(ReviewPack)
+        .where(ReviewPack.id == pack_id, ReviewPack.status == PackStatus.QUEUED, ReviewPack.dispatch_pending_since.is_(None))
+        .values(dispatch_pending_since=now)
+    )
+    session.commit()
+
+
+def claim_pending_dispatches(session: Session, *, limit: int) -> list[int]:
+    """Lock a batch of queued packs awaiting dispatch, oldest first; the caller publishes, then calls dispatched().
+
+    Packs that left ``queued`` meanwhile (a sweeper republished and a worker took them) only
+    lose their mark. The row locks (PostgreSQL) keep two sweepers from publishing one pack twice
+    at the same moment; a second publish would be harmless anyway, since the claim is a compare-and-set.
+    """
+    session.execute(
+        update(ReviewPack)
+        .where(ReviewPack.dispatch_pending_since.is_not(None), ReviewPack.status != PackStatus.QUEUED)
+        .values(dispatch_pending_since=None)
+    )
+    return list(
+        session.execute(
+            select(ReviewPack.id)
+            .where(ReviewPack.dispatch_pending_since.is_not(None))
+            .order_by(ReviewPack.dispatch_pending_since, ReviewPack.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def dispatched(session: Session, pack_ids: list[int], *, now: dt.datetime) -> None:
+    """Clear the pending mark of packs whose task the broker took, and stamp their runs as published."""
+    if not pack_ids:
+        return
+    session.execute(update(ReviewPack).where(ReviewPack.id.in_(pack_ids)).values(dispatch_pending_since=None))
+    session.execute(
+        update(OperationRun)
+        .where(OperationRun.id.in_(select(ReviewPack.operation_run_id).where(ReviewPack.id.in_(pack_ids))))
+        .values(published_at=now)
+    )

@@ -14,7 +14,7 @@ from storage.db import dispose_engines
 
 def make_app(settings: Settings | None = None) -> Celery:
     """The worker's app from the environment, or a producer's app for the given settings."""
-    celery_app = Celery("reviewpacks", include=["workers.tasks", "scheduler.tasks"])
+    celery_app = Celery("reviewpacks", include=["workers.tasks", "scheduler.tasks", "workers.dispatch"])
     celery_app.config_from_object(celeryconfig)
     if settings is not None:
         settings.ensure_embedded_dirs()
