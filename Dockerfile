@@ -8,6 +8,6 @@ COPY domain ./domain
 COPY storage ./storage
 COPY workers ./workers
 COPY scheduler ./scheduler
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[server]"
 USER reviewpacks
 CMD ["celery", "-A", "workers.app", "worker", "-Q", "review_packs,maintenance", "--loglevel=INFO"]

@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from domain import capabilities, fingerprint, layout
 from domain.capabilities import Action
@@ -202,7 +202,7 @@ class ReviewPackClient:
 
     # -- access -------------------------------------------------------------------------------
 
-    def _membership(self, actor_id: int, workspace_column):
+    def _membership(self, actor_id: int, workspace_column: InstrumentedAttribute[int]) -> ColumnElement[bool]:
         """Join condition: the actor is a member of the row's workspace."""
         return (WorkspaceMembership.workspace_id == workspace_column) & (WorkspaceMembership.user_id == actor_id)
 
@@ -220,7 +220,8 @@ class ReviewPackClient:
         if row is None:
             raise _not_found()
         self._check(row[1], action)
-        return row[0]
+        tenant: Tenant = row[0]
+        return tenant
 
     def tenant_id_for(self, external_id: uuid.UUID, actor_id: int) -> int:
         """The id of the tenant with this external UUID, among the actor's workspaces; NotFound otherwise."""
@@ -245,7 +246,8 @@ class ReviewPackClient:
         if row is None:
             raise _not_found()
         self._check(row[1], action)
-        return row[0]
+        pack: ReviewPack = row[0]
+        return pack
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -275,7 +277,7 @@ class ReviewPackClient:
             since = queries.operations_since(utcnow().date()) if options.include_operations else None
             tenant_row = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
             inputs = queries.tenant_sources(session.connection(), tenant_row, options, since).inputs
-            stored_options = options.as_dict()
+            stored_options: dict[str, Any] = options.as_dict()
             if since is not None:
                 stored_options["operations_since"] = since.isoformat()
             return self._request(
@@ -302,13 +304,16 @@ class ReviewPackClient:
                 raise _not_found()
             tenant = self._tenant(session, review_tenant, actor_id, Action.REQUEST_REVIEW)
             review = session.get(TenantReview, review_id)
+            if review is None:
+                raise _not_found()
             if review.status != "published":
                 raise InvalidRequest(f"review {review_id} is {review.status}; only published reviews can be exported")
             options = PackOptions(include_pii=self.settings.include_pii_default, include_operations=False)
             conn = session.connection()
-            inputs = queries.review_pack_inputs(
-                conn, queries.review_row(conn, review.id), queries.tenant_row(conn, tenant.id), options
-            )
+            review_row, tenant_row = queries.review_row(conn, review.id), queries.tenant_row(conn, tenant.id)
+            if review_row is None or tenant_row is None:
+                raise _not_found()
+            inputs = queries.review_pack_inputs(conn, review_row, tenant_row, options)
             return self._request(
                 session,
                 workspace_id=tenant.workspace_id,
@@ -328,9 +333,9 @@ class ReviewPackClient:
         review_id: int | None,
         actor_id: int,
         fp: str,
-        options: dict,
+        options: dict[str, Any],
     ) -> RequestResult:
-        audit = dict(workspace_id=workspace_id, tenant_id=tenant_id, actor_id=actor_id, action="review_pack.requested")
+        audit: dict[str, Any] = dict(workspace_id=workspace_id, tenant_id=tenant_id, actor_id=actor_id, action="review_pack.requested")
         # Two rounds at most: when a concurrent request wins the insert, the second round finds its pack.
         for _ in range(3):
             live = session.execute(
@@ -342,7 +347,7 @@ class ReviewPackClient:
                 )
             ).scalar_one_or_none()
             now = utcnow()
-            if live is not None and live.status == PackStatus.READY and live.expires_at <= now:
+            if live is not None and live.status == PackStatus.READY and (live.expires_at is None or live.expires_at <= now):
                 # Past retention but not yet pruned: it must not be handed out, nor block a new pack.
                 # Its object is deleted by the next prune (the row keeps file_disk until then).
                 session.execute(
@@ -496,6 +501,8 @@ class ReviewPackClient:
             if pack.status != PackStatus.READY or pack.expires_at is None or pack.expires_at <= utcnow():
                 raise InvalidRequest(f"pack {pack_id} is {pack.status}, not ready for download")
             tenant = session.get(Tenant, pack.tenant_id)
+            if tenant is None or pack.file_path is None or pack.generated_at is None:
+                raise _not_found()
             ttl_minutes = self.settings.download_url_ttl_minutes
             url = self.store.download_url(
                 pack.file_path,
@@ -517,10 +524,13 @@ class ReviewPackClient:
             if pack.status != PackStatus.READY:
                 raise InvalidRequest(f"pack {pack_id} is {pack.status}; only a ready pack can be expired")
             now = utcnow()
-            moved = session.execute(
-                update(ReviewPack)
-                .where(ReviewPack.id == pack.id, ReviewPack.status == PackStatus.READY)
-                .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
+            moved = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    update(ReviewPack)
+                    .where(ReviewPack.id == pack.id, ReviewPack.status == PackStatus.READY)
+                    .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
+                ),
             ).rowcount
             if moved:
                 _audit(session, pack, actor_id, "review_pack.expired", {"by": "actor"})
