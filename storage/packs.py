@@ -272,24 +272,22 @@ def mark_dispatch_pending(session: Session, pack_id: int, *, now: dt.datetime) -
 def claim_pending_dispatches(session: Session, *, limit: int) -> list[int]:
     """Lock a batch of queued packs awaiting dispatch, oldest first; the caller publishes, then calls dispatched().
 
-    Packs that left ``queued`` meanwhile (a sweeper republished and a worker took them) only
-    lose their mark. The row locks (PostgreSQL) keep two sweepers from publishing one pack twice
-    at the same moment; a second publish would be harmless anyway, since the claim is a compare-and-set.
+    A pack that left ``queued`` meanwhile (the lost-message sweep republished it and a worker
+    took it) only loses its mark. The row locks (PostgreSQL) keep two sweepers from publishing
+    one pack at the same moment; a second publish would be harmless anyway, since the claim
+    is a compare-and-set. With nothing pending, the sweep reads one index and writes nothing.
     """
-    session.execute(
-        update(ReviewPack)
-        .where(ReviewPack.dispatch_pending_since.is_not(None), ReviewPack.status != PackStatus.QUEUED)
-        .values(dispatch_pending_since=None)
-    )
-    return list(
-        session.execute(
-            select(ReviewPack.id)
-            .where(ReviewPack.dispatch_pending_since.is_not(None))
-            .order_by(ReviewPack.dispatch_pending_since, ReviewPack.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).scalars()
-    )
+    rows = session.execute(
+        select(ReviewPack.id, ReviewPack.status)
+        .where(ReviewPack.dispatch_pending_since.is_not(None))
+        .order_by(ReviewPack.dispatch_pending_since, ReviewPack.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    moved_on = [pack_id for pack_id, status in rows if status != PackStatus.QUEUED]
+    if moved_on:
+        session.execute(update(ReviewPack).where(ReviewPack.id.in_(moved_on)).values(dispatch_pending_since=None))
+    return [pack_id for pack_id, status in rows if status == PackStatus.QUEUED]
 
 
 def dispatched(session: Session, pack_ids: list[int], *, now: dt.datetime) -> None:

@@ -40,7 +40,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 0, 1, 2, 3
 WORKER_COMMAND = "celery -A workers.app worker -Q review_packs,maintenance"
 # How long a pack may sit in `queued` before the CLI asks the broker whether any worker consumes
 # the queue; together with the one-second inspect round trip, a missing worker is reported within 5 s.
-CONSUMER_CHECK_AFTER_SECONDS = 2.5
+CONSUMER_CHECK_AFTER_SECONDS = 1.0
 CONSUMER_CHECK_EVERY_SECONDS = 5.0
 INSPECT_TIMEOUT_SECONDS = 1.0
 # The demo's own worker may take this long to start before its absence is an error.

@@ -259,3 +259,27 @@ def test_unknown_options_are_refused_and_nothing_is_written(env, pg_url):
     with pytest.raises(InvalidRequest, match="unknown option.*include_secrets"):
         client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_secrets=True)
     assert _counts(pg_url, ids.tenant_id) == before and recorder.published == []
+
+
+def test_the_sweep_only_clears_the_mark_of_a_pack_that_is_no_longer_queued(pg_url, tmp_path):
+    from domain.reasons import ReasonCode
+    from storage import packs
+
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+
+    def down(_pack_id):
+        raise ConnectionError("broker down")
+
+    with db.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    with ReviewPackClient(settings, publish=down) as client:
+        with pytest.raises(DispatchFailed) as failed:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    pack_id = failed.value.pack.id
+    with db.session_factory(pg_url)() as session:
+        assert packs.mark_failed(session, pack_id, ReasonCode.SOURCE_MISSING, now=_now())
+    published: list[int] = []
+    redispatch_pending(db.session_factory(pg_url), published.append, now=_now())
+    assert pack_id not in published
+    with db.session_factory(pg_url)() as session:
+        assert session.get(ReviewPack, pack_id).dispatch_pending_since is None
