@@ -212,3 +212,33 @@ def test_demo_shows_the_error_of_a_worker_that_dies(tmp_path):
     assert "worker failed" in result.stderr and "status 3" in result.stderr
     assert "simulated broken worker" in result.stderr
     assert time.monotonic() - started < 60
+
+
+def test_expire_on_a_terminal_asks_first_and_a_no_changes_nothing(cli_env, pg_url, ids):
+    import pty
+
+    from sqlalchemy import func, select
+
+    from storage.models import AuditLog
+
+    pack_id = json.loads(_cli(cli_env, "request", "--tenant", str(ids.tenant_id), "--actor", str(ids.manager_id),
+                              "--json").stdout)["pack"]["id"]
+
+    def audit_rows() -> int:
+        with db.session_factory(pg_url)() as session:
+            return session.execute(select(func.count()).select_from(AuditLog).where(AuditLog.resource_id == pack_id)).scalar_one()
+
+    before = audit_rows()
+    primary, secondary = pty.openpty()
+    try:
+        os.write(primary, b"n\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "expire", str(pack_id), "--actor", str(ids.manager_id)],
+            cwd=ROOT, env=cli_env, stdin=secondary, capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"Expire pack {pack_id}" in result.stdout and "nothing changed" in result.stderr
+    assert audit_rows() == before
