@@ -291,7 +291,7 @@ def claim_pending_dispatches(session: Session, *, limit: int) -> list[int]:
 
 
 def dispatched(session: Session, pack_ids: list[int], *, now: dt.datetime) -> None:
-    """Clear the pending mark of packs whose task the broker took, and stamp their runs as published."""
+    """Clear the pending mark of packs whose task the broker took, and stamp their runs as published (the caller commits)."""
     if not pack_ids:
         return
     session.execute(update(ReviewPack).where(ReviewPack.id.in_(pack_ids)).values(dispatch_pending_since=None))

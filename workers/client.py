@@ -361,7 +361,11 @@ class ReviewPackClient:
                 outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
                 packs.add_audit(session, **audit, pack_id=live.id, details={"outcome": outcome, "fingerprint": fp})
                 session.commit()
-                return RequestResult(outcome, self._view(session, live))
+                view = self._view(session, live)
+                if live.status == PackStatus.QUEUED and live.dispatch_pending_since is not None:
+                    # The pack this request joins still awaits the broker: the request dispatches it, or says it could not.
+                    self._dispatch(session, view, pending=True)
+                return RequestResult(outcome, view)
 
             previous = session.execute(
                 select(ReviewPack.fingerprint)
@@ -408,16 +412,23 @@ class ReviewPackClient:
                 session.rollback()
                 continue
             view = self._view(session, pack)
-            try:
-                self._publish(pack.id)
-            except Exception as exc:
-                # The pack row is the record of the work: mark it for the dispatch sweep and tell the caller.
-                broker = broker_label(self.settings.broker_url)
-                packs.mark_dispatch_pending(session, pack.id, now=utcnow())
-                event(log, "pack.dispatch_failed", level=logging.WARNING, pack_id=pack.id, broker=broker, error=type(exc).__name__)
-                raise DispatchFailed(view, broker) from exc
+            self._dispatch(session, view)
             return RequestResult(RequestOutcome.QUEUED, view)
         raise ReviewPackError("could not record the request after repeated conflicts; try again")
+
+    def _dispatch(self, session: Session, view: PackView, *, pending: bool = False) -> None:
+        """Publish the pack's task after its row committed; when the broker does not take it, mark it and raise."""
+        try:
+            self._publish(view.id)
+        except Exception as exc:
+            # The pack row is the record of the work: mark it for the dispatch sweep and tell the caller.
+            broker = broker_label(self.settings.broker_url)
+            packs.mark_dispatch_pending(session, view.id, now=utcnow())
+            event(log, "pack.dispatch_failed", level=logging.WARNING, pack_id=view.id, broker=broker, error=type(exc).__name__)
+            raise DispatchFailed(view, broker) from exc
+        if pending:
+            packs.dispatched(session, [view.id], now=utcnow())
+            session.commit()
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -283,3 +283,33 @@ def test_the_sweep_only_clears_the_mark_of_a_pack_that_is_no_longer_queued(pg_ur
     assert pack_id not in published
     with db.session_factory(pg_url)() as session:
         assert session.get(ReviewPack, pack_id).dispatch_pending_since is None
+
+
+def test_a_request_that_joins_a_pack_awaiting_dispatch_dispatches_it_or_says_it_could_not(pg_url, tmp_path):
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+    published: list[int] = []
+    broker_up = False
+
+    def flaky(pack_id):
+        if not broker_up:
+            raise ConnectionError("broker down")
+        published.append(pack_id)
+
+    with db.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    with ReviewPackClient(settings, publish=flaky) as client:
+        with pytest.raises(DispatchFailed) as first:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        # The same request again while the broker is still down: the same pack, and still not a success.
+        with pytest.raises(DispatchFailed) as second:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        assert second.value.pack.id == first.value.pack.id
+        broker_up = True
+        joined = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        assert joined.outcome == RequestOutcome.REUSED_ACTIVE and joined.pack.id == first.value.pack.id
+        assert published == [first.value.pack.id]
+        with db.session_factory(pg_url)() as session:
+            assert session.get(ReviewPack, joined.pack.id).dispatch_pending_since is None
+        # Once dispatched, joining it publishes nothing more.
+        client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        assert published == [first.value.pack.id]
