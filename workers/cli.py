@@ -207,6 +207,8 @@ def _status_table(view: PackView) -> Table:
         ("expires at", _iso(view.expires_at) or "-"),
         ("expired at", _iso(view.expired_at) or "-"),
     ]
+    if view.dispatch_pending_since:
+        rows.append(("dispatch", f"awaiting the broker since {_iso(view.dispatch_pending_since)}; sent again automatically"))
     freshness = (view.summary or {}).get("data_freshness") or {}
     if view.summary.get("data_as_of"):
         rows.append(("data as of", view.summary["data_as_of"]))

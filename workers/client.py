@@ -89,6 +89,8 @@ class PackView:
     bytes_written: int
     reason_code: str | None = None
     expired_at: dt.datetime | None = None
+    # Set while the pack's task awaits a broker that did not take it (see DispatchFailed).
+    dispatch_pending_since: dt.datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -459,6 +461,7 @@ class ReviewPackClient:
             bytes_written=pack.bytes_written,
             reason_code=reason,
             expired_at=pack.expired_at,
+            dispatch_pending_since=pack.dispatch_pending_since,
         )
 
     def get_pack(self, pack_id: int, actor_id: int) -> PackView:

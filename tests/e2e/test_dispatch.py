@@ -88,6 +88,8 @@ def test_a_request_while_the_broker_is_down_fails_clearly_and_is_dispatched_once
     with stack.session() as session:
         pack = session.get(ReviewPack, pack_id)
         assert pack.status == "queued" and pack.dispatch_pending_since is not None
+    status = _cli(env, "status", str(pack_id), "--actor", str(ids.manager_id))
+    assert status.returncode == 0 and "awaiting the broker since" in status.stdout
 
     # --debug adds the traceback, still without the password.
     debug = _cli(env, "--debug", "request", "--tenant", str(other.tenant_id), "--actor", str(other.manager_id))
