@@ -242,3 +242,13 @@ def test_expire_on_a_terminal_asks_first_and_a_no_changes_nothing(cli_env, pg_ur
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert f"Expire pack {pack_id}" in result.stdout and "nothing changed" in result.stderr
     assert audit_rows() == before
+
+
+def test_an_unreachable_database_is_one_line_without_its_url(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWPACKS_")}
+    env.update(REVIEWPACKS_HOME=str(tmp_path), REVIEWPACKS_DATABASE_URL="postgresql+psycopg://app:pa55word@127.0.0.1:9/packs")
+    result = _cli(env, "status", "1", "--actor", "1")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "database unavailable" in result.stderr
+    assert "pa55word" not in result.stderr and "127.0.0.1" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
