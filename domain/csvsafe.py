@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 # OWASP's list: a leading =, +, -, @, tab or carriage return starts a formula (or DDE call)
 # in Excel, LibreOffice and Google Sheets.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -28,5 +30,5 @@ def neutralise(value: object) -> str:
     return text
 
 
-def neutralise_row(values) -> list[str]:
+def neutralise_row(values: Iterable[object]) -> list[str]:
     return [neutralise(v) for v in values]

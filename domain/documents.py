@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from domain import layout, redaction
 from domain.csvsafe import neutralise_row
@@ -34,7 +35,7 @@ def compact_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
+def finding_row(row: Mapping[str, Any], *, include_pii: bool) -> list[str]:
     evidence = redaction.scrub(row.get("evidence") or {}, include_pii=include_pii)
     values = {
         "id": row["id"],
@@ -53,7 +54,7 @@ def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
 
 
-def operation_row(row: Mapping) -> list[str]:
+def operation_row(row: Mapping[str, Any]) -> list[str]:
     context = row.get("context") or {}
     values = {
         "id": row["id"],
@@ -69,7 +70,7 @@ def operation_row(row: Mapping) -> list[str]:
     return neutralise_row(values[c] for c in layout.OPERATIONS_COLUMNS)
 
 
-def hardening_document(hardening: object, *, include_pii: bool) -> dict:
+def hardening_document(hardening: object, *, include_pii: bool) -> dict[str, Any]:
     if hardening is None:
         hardening = {}
     if not isinstance(hardening, dict):
@@ -77,7 +78,7 @@ def hardening_document(hardening: object, *, include_pii: bool) -> dict:
     return {"hardening": redaction.scrub(hardening, include_pii=include_pii)}
 
 
-def report_document(report_type: str, report: Mapping | None, *, include_pii: bool) -> dict:
+def report_document(report_type: str, report: Mapping[str, Any] | None, *, include_pii: bool) -> dict[str, Any]:
     """A stored report as exported; an empty structure when the tenant has none."""
     if report is None:
         return {"report_type": report_type, "available": False, "generated_at": None, "payload": {}}
@@ -112,7 +113,7 @@ def summary_document(
     by_status: Mapping[str, int],
     operations: int | None,
     freshness: Mapping[str, str | None],
-) -> dict:
+) -> dict[str, Any]:
     severities = severity_counts(by_severity)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -129,7 +130,7 @@ def summary_document(
     }
 
 
-def file_entries(specs: Iterable[layout.FileSpec], digests: Mapping[str, EntryDigest]) -> list[dict]:
+def file_entries(specs: Iterable[layout.FileSpec], digests: Mapping[str, EntryDigest]) -> list[dict[str, Any]]:
     return [
         {
             "path": spec.path,
@@ -146,12 +147,12 @@ def file_entries(specs: Iterable[layout.FileSpec], digests: Mapping[str, EntryDi
 def metadata_document(
     *,
     kind: layout.PackKind,
-    identity: Mapping,
+    identity: Mapping[str, Any],
     fingerprint: str,
-    options: Mapping,
+    options: Mapping[str, Any],
     freshness: Mapping[str, str | None],
-    files: list[dict],
-) -> dict:
+    files: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind.value,
@@ -175,14 +176,14 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-def _items(summary: Mapping, key: str, fields: tuple[str, ...]) -> list[dict]:
+def _items(summary: Mapping[str, Any], key: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     raw = summary.get(key) or []
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         raise InvalidSourceData(f"the review's {key} must be a list of objects")
     return [{f: _text(item.get(f)) for f in fields} for item in raw]
 
 
-def review_content(review: Mapping, *, include_pii: bool) -> dict:
+def review_content(review: Mapping[str, Any], *, include_pii: bool) -> dict[str, Any]:
     """The human-facing content of a published review, validated and redacted."""
     summary = redaction.scrub(review.get("summary") or {}, include_pii=include_pii)
     sections = redaction.scrub(review.get("sections") or [], include_pii=include_pii)
@@ -220,7 +221,7 @@ def review_content(review: Mapping, *, include_pii: bool) -> dict:
     }
 
 
-def review_summary_document(review: Mapping, content: Mapping) -> dict:
+def review_summary_document(review: Mapping[str, Any], content: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "review": {"id": review["id"], "status": review["status"], "published_at": layout.iso(review.get("published_at"))},

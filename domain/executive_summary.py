@@ -58,7 +58,7 @@ _SUMMARY_MAX_CHARS = 200
 _PREVIEW_ITEMS = 4
 
 
-def render_tenant_summary(ctx: dict) -> str:
+def render_tenant_summary(ctx: dict[str, Any]) -> str:
     """Return the executive summary page of a tenant pack."""
     counts = ctx["counts"]
     view = {
@@ -84,7 +84,7 @@ def render_tenant_summary(ctx: dict) -> str:
     return _env.get_template("tenant_summary.html").render(view)
 
 
-def render_review_summary(ctx: dict) -> str:
+def render_review_summary(ctx: dict[str, Any]) -> str:
     """Return the executive summary page of a pack derived from a published review."""
     view = {
         **ctx,
@@ -96,14 +96,14 @@ def render_review_summary(ctx: dict) -> str:
     return _env.get_template("review_summary.html").render(view)
 
 
-def _severity_rows(by_severity: dict) -> list[dict[str, Any]]:
+def _severity_rows(by_severity: dict[str, int]) -> list[dict[str, Any]]:
     return [
         {"key": key, "label": key.capitalize(), "count": int(by_severity.get(key, 0))}
         for key in SEVERITIES
     ]
 
 
-def _severity_chart(by_severity: dict) -> dict[str, Any]:
+def _severity_chart(by_severity: dict[str, int]) -> dict[str, Any]:
     rows = _severity_rows(by_severity)
     largest = max(row["count"] for row in rows)
     bars = []
@@ -185,7 +185,7 @@ def _summarise(value: Any) -> str:
     return text
 
 
-def _summarise_mapping(value: dict) -> str:
+def _summarise_mapping(value: dict[str, Any]) -> str:
     if not value:
         return "none"
     if len(value) <= _PREVIEW_ITEMS and all(_is_scalar(v) for v in value.values()):
@@ -197,7 +197,7 @@ def _summarise_mapping(value: dict) -> str:
     return f"{_plural(len(names), 'setting')}: {preview}{suffix}"
 
 
-def _summarise_sequence(value: list | tuple) -> str:
+def _summarise_sequence(value: list[Any] | tuple[Any, ...]) -> str:
     if not value:
         return "none"
     if len(value) <= _PREVIEW_ITEMS and all(_is_scalar(v) for v in value):

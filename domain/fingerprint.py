@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from domain.options import PackOptions
 
@@ -40,7 +41,7 @@ class TenantPackInputs:
     tenant_name: str
     options: PackOptions
     findings: SourceStamp
-    hardening: dict
+    hardening: dict[str, Any]
     hardening_updated_at: str | None = None
     reports: dict[str, ReportStamp] = field(default_factory=dict)
     operations_since: str | None = None  # ISO date; None when operations are excluded
@@ -57,8 +58,8 @@ class ReviewPackInputs:
     tenant_name: str
     status: str
     published_at: str | None
-    summary: dict
-    sections: list
+    summary: dict[str, Any]
+    sections: list[Any]
     options: PackOptions
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 
@@ -28,7 +29,7 @@ def resolve_options(
     )
 
 
-def options_from_dict(raw: dict) -> PackOptions:
+def options_from_dict(raw: Mapping[str, object]) -> PackOptions:
     """Rebuild options stored on a pack row."""
     return PackOptions(include_pii=bool(raw["include_pii"]), include_operations=bool(raw["include_operations"]))
 

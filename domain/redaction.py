@@ -59,11 +59,11 @@ def _mask(value: object) -> object:
     return None if value is None else PII_PLACEHOLDER
 
 
-def _key(key: str, taken: dict, *, include_pii: bool) -> str:
+def _key(key: str, taken: dict[str, object], *, include_pii: bool) -> str:
     if include_pii:
         return key
     # Keys can be personal data too ({"jane@contoso.com": false}); keep masked keys distinct.
-    masked = redact_text(key)
+    masked = redact_text(key) or key
     candidate, n = masked, 2
     while candidate in taken:
         candidate, n = f"{masked} #{n}", n + 1
@@ -77,7 +77,7 @@ def scrub(value: object, *, include_pii: bool) -> object:
     A flag such as ``passwordless_enabled: true`` is not a secret: booleans and nulls are kept.
     """
     if isinstance(value, dict):
-        out: dict = {}
+        out: dict[str, object] = {}
         for key, item in value.items():
             key_text = str(key)
             name = _key(key_text, out, include_pii=include_pii)

@@ -11,7 +11,7 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a ZIP header can hold
 FILE_MODE = 0o100644  # regular file, rw-r--r--
@@ -40,7 +40,7 @@ class DeterministicZip:
         info.compress_type = zipfile.ZIP_DEFLATED
         # ZipFile.open(ZipInfo, "w") ignores the archive's compresslevel; the ZipInfo must carry it.
         # Python 3.13 renamed the slot to compress_level and kept _compresslevel as its alias.
-        info._compresslevel = self._level
+        info._compresslevel = self._level  # type: ignore[attr-defined]
         info.create_system = 3
         info.external_attr = FILE_MODE << 16
         return info
@@ -64,14 +64,14 @@ class DeterministicZip:
     def __enter__(self) -> "DeterministicZip":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class StreamedEntry(io.RawIOBase):
     """A writable entry that hashes and counts what passes through (usable under TextIOWrapper)."""
 
-    def __init__(self, archive: DeterministicZip, path: str, raw: BinaryIO):
+    def __init__(self, archive: DeterministicZip, path: str, raw: IO[bytes]):
         super().__init__()
         self._archive = archive
         self._raw = raw
@@ -83,7 +83,7 @@ class StreamedEntry(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         self._hash.update(view)
         self._raw.write(view)

@@ -111,6 +111,8 @@ class Settings:
     reap_interval_seconds: float = _float(60.0)
     prune_batch_size: int = _int(500, minimum=1)
     prune_hard_delete: bool = _bool(False)
+    # How often a worker publishes packs whose task the broker did not take when they were requested.
+    dispatch_retry_seconds: float = _float(5.0)
     # The worker's Prometheus endpoint (workers/metrics.py); unset turns it off.
     metrics_port: int | None = _int(None, minimum=1, maximum=65535)
     metrics_address: str = _str("127.0.0.1")

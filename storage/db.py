@@ -12,10 +12,23 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The project's own Alembic version table, so that a host's Alembic history in the default
+# `alembic_version` and ours never meet. Releases up to revision 0003 used the default name.
+VERSION_TABLE = "reviewpacks_alembic_version"
+LEGACY_VERSION_TABLE = "alembic_version"
 
 
 class DatabaseUnavailable(Exception):
     """The database connection broke (terminated, network gone) in the middle of work."""
+
+
+class SchemaNotReady(Exception):
+    """The database is not migrated to the revision this code needs."""
+
+    def __init__(self, current: str | None, head: str):
+        self.current, self.head = current, head
+        at = f"at revision {current}" if current else "not migrated"
+        super().__init__(f"the database is {at}, this version needs {head}: run `reviewpacks db upgrade`")
 
 
 def create_engine_for(url: str) -> Engine:
@@ -59,3 +72,25 @@ def downgrade(url: str, revision: str = "base") -> None:
     from alembic import command
 
     command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaNotReady unless the database is at the head revision."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaNotReady(current, head)

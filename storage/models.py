@@ -1,5 +1,8 @@
 """SQLAlchemy models: the source tables of the integration contract and our own.
 
+The project's own tables carry the ``reviewpacks_`` prefix, so that they sit beside
+a host application's tables (its ``notifications``, its ``audit_logs``) without a clash.
+
 The schema itself is created only by the Alembic migrations in
 ``storage/migrations``; these classes describe it for queries.  They run on
 PostgreSQL in production and on SQLite for the embedded default, so JSON
@@ -181,11 +184,11 @@ class TenantReview(Base):
 
 
 class ReviewPack(Base):
-    __tablename__ = "review_packs"
+    __tablename__ = "reviewpacks_packs"
     __table_args__ = (
         # Only live packs take part in dedupe: an expired or failed pack never blocks a new one.
         Index(
-            "uq_review_packs_active_fingerprint",
+            "uq_reviewpacks_packs_active_fingerprint",
             "workspace_id",
             "tenant_id",
             "fingerprint",
@@ -193,9 +196,16 @@ class ReviewPack(Base):
             postgresql_where=text("fingerprint IS NOT NULL AND status NOT IN ('expired', 'failed')"),
             sqlite_where=text("fingerprint IS NOT NULL AND status NOT IN ('expired', 'failed')"),
         ),
-        Index("ix_review_packs_listing", "workspace_id", "tenant_id", "created_at"),
-        Index("ix_review_packs_retention", "status", "expires_at"),
-        Index("ix_review_packs_status_expired", "status", "expired_at"),
+        Index("ix_reviewpacks_packs_listing", "workspace_id", "tenant_id", "created_at"),
+        Index("ix_reviewpacks_packs_retention", "status", "expires_at"),
+        Index("ix_reviewpacks_packs_status_expired", "status", "expired_at"),
+        # The dispatch sweep's work list: packs whose generate task the broker has not taken yet.
+        Index(
+            "ix_reviewpacks_packs_dispatch_pending",
+            "dispatch_pending_since",
+            postgresql_where=text("dispatch_pending_since IS NOT NULL"),
+            sqlite_where=text("dispatch_pending_since IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -226,13 +236,15 @@ class ReviewPack(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # When the pack became expired; the hard-delete grace period counts from here.
     expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set when the generate task could not be handed to the broker; cleared once it was.
+    dispatch_pending_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now())
 
 
 class AuditLog(Base):
-    __tablename__ = "audit_logs"
-    __table_args__ = (Index("ix_audit_logs_workspace_created", "workspace_id", "created_at"),)
+    __tablename__ = "reviewpacks_audit_logs"
+    __table_args__ = (Index("ix_reviewpacks_audit_logs_workspace_created", "workspace_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -246,8 +258,8 @@ class AuditLog(Base):
 
 
 class Notification(Base):
-    __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
+    __tablename__ = "reviewpacks_notifications"
+    __table_args__ = (Index("ix_reviewpacks_notifications_user_created", "user_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -576,3 +576,49 @@ def mark_republished(session: Session, *, now: dt.datetime, older_than: dt.timed
     )
     session.commit()
     return pack_ids
+
+
+# -- dispatch outbox: packs whose generate task the broker did not take ---------------------------
+
+
+def mark_dispatch_pending(session: Session, pack_id: int, *, now: dt.datetime) -> None:
+    """Record that the pack's task could not be published; the dispatch sweep publishes it later."""
+    session.execute(
+        update(ReviewPack)
+        .where(ReviewPack.id == pack_id, ReviewPack.status == PackStatus.QUEUED, ReviewPack.dispatch_pending_since.is_(None))
+        .values(dispatch_pending_since=now)
+    )
+    session.commit()
+
+
+def claim_pending_dispatches(session: Session, *, limit: int) -> list[int]:
+    """Lock a batch of queued packs awaiting dispatch, oldest first; the caller publishes, then calls dispatched().
+
+    A pack that left ``queued`` meanwhile (the lost-message sweep republished it and a worker
+    took it) only loses its mark. The row locks (PostgreSQL) keep two sweepers from publishing
+    one pack at the same moment; a second publish would be harmless anyway, since the claim
+    is a compare-and-set. With nothing pending, the sweep reads one index and writes nothing.
+    """
+    rows = session.execute(
+        select(ReviewPack.id, ReviewPack.status)
+        .where(ReviewPack.dispatch_pending_since.is_not(None))
+        .order_by(ReviewPack.dispatch_pending_since, ReviewPack.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    moved_on = [pack_id for pack_id, status in rows if status != PackStatus.QUEUED]
+    if moved_on:
+        session.execute(update(ReviewPack).where(ReviewPack.id.in_(moved_on)).values(dispatch_pending_since=None))
+    return [pack_id for pack_id, status in rows if status == PackStatus.QUEUED]
+
+
+def dispatched(session: Session, pack_ids: list[int], *, now: dt.datetime) -> None:
+    """Clear the pending mark of packs whose task the broker took, and stamp their runs as published (the caller commits)."""
+    if not pack_ids:
+        return
+    session.execute(update(ReviewPack).where(ReviewPack.id.in_(pack_ids)).values(dispatch_pending_since=None))
+    session.execute(
+        update(OperationRun)
+        .where(OperationRun.id.in_(select(ReviewPack.operation_run_id).where(ReviewPack.id.in_(pack_ids))))
+        .values(published_at=now)
+    )

@@ -89,6 +89,8 @@ class Stack:
     def client(self, **kwargs):
         from workers.client import ReviewPackClient
 
+        # The suite's clients share the session's engine, as a host application shares its own.
+        kwargs.setdefault("engine", runtime.engine_for(self.settings.database_url))
         return ReviewPackClient(self.settings, **kwargs)
 
     def store(self):

@@ -269,7 +269,7 @@ def test_every_service_command_starts_and_the_stack_generates_a_pack(local_stack
 
     settings = Settings.from_env(env_for("worker"))
     engine = create_engine(settings.database_url)
-    assert "review_packs" in inspect(engine).get_table_names()
+    assert "reviewpacks_packs" in inspect(engine).get_table_names()
     engine.dispose()
 
     flower_auth = ("admin", secrets.token_urlsafe(16))

@@ -25,7 +25,7 @@ from reviewpacks.settings import Settings
 from scheduler.schedule import beat_schedule
 
 # Every task the workers run is registered by importing one of these modules.
-TASK_MODULES = ("workers.tasks", "scheduler.tasks")
+TASK_MODULES = ("workers.tasks", "scheduler.tasks", "workers.dispatch")
 # celeryconfig.py sits next to the packages, wherever they are installed.
 _CELERYCONFIG_PATH = Path(__file__).resolve().parent.parent / "celeryconfig.py"
 _CELERYCONFIG_MODULE = "reviewpacks._celeryconfig"

@@ -10,23 +10,28 @@ after that transaction commits.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from domain import capabilities, fingerprint, layout
 from domain.capabilities import Action
 from domain.options import InvalidOptions, PackOptions, resolve_options
 from domain.states import ACTIVE_PACK_STATUSES, TERMINAL_PACK_STATUSES, PackStatus
-from reviewpacks.runtime import session_factory
 from reviewpacks.settings import Settings
 from storage import packs, queries
 from storage.artifacts import ArtifactStore, artifact_store_from_settings
+from storage.db import create_engine_for
 from storage.models import OperationRun, ReviewPack, Tenant, TenantReview, WorkspaceMembership
+from workers.dispatch import broker_label
 from workers.logs import event
 
 log = logging.getLogger("reviewpacks.client")
@@ -56,19 +61,25 @@ class WaitTimeout(ReviewPackError):
     """The pack did not reach a final state within the timeout."""
 
 
+class RequestOutcome(enum.StrEnum):
+    QUEUED = "queued"
+    REUSED_READY = "reused_ready"
+    REUSED_ACTIVE = "reused_active"
+
+
 @dataclass(frozen=True)
 class PackView:
     id: int
     workspace_id: int
     tenant_id: int
     tenant_review_id: int | None
-    status: str
+    status: PackStatus
     fingerprint: str | None
     previous_fingerprint: str | None
     sha256: str | None
     file_size: int | None
-    options: dict
-    summary: dict
+    options: dict[str, Any]
+    summary: dict[str, Any]
     generated_at: dt.datetime | None
     expires_at: dt.datetime | None
     created_at: dt.datetime
@@ -76,6 +87,9 @@ class PackView:
     rows_written: int
     bytes_written: int
     reason_code: str | None = None
+    expired_at: dt.datetime | None = None
+    # Set while the pack's task awaits a broker that did not take it (see DispatchFailed).
+    dispatch_pending_since: dt.datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -84,8 +98,24 @@ class PackView:
 
 @dataclass(frozen=True)
 class RequestResult:
-    outcome: str  # "queued" | "reused_ready" | "reused_active"
+    outcome: RequestOutcome
     pack: PackView
+
+
+class DispatchFailed(ReviewPackError):
+    """The request was recorded, but the broker did not take its task; it is dispatched again automatically.
+
+    ``pack`` is the recorded (queued) pack; ``broker`` names the broker by scheme and host only.
+    Every worker publishes pending packs again as soon as the broker answers.
+    """
+
+    def __init__(self, pack: PackView, broker: str):
+        self.pack = pack
+        self.broker = broker
+        super().__init__(
+            f"pack {pack.id} was recorded, but the broker at {broker} did not take its task; "
+            "it is dispatched automatically once the broker is reachable"
+        )
 
 
 def _not_found() -> NotFound:
@@ -98,7 +128,7 @@ def _check_id(name: str, value: object) -> int:
     return value
 
 
-def _audit(session: Session, pack: ReviewPack, actor_id: int, action: str, details: dict) -> None:
+def _audit(session: Session, pack: ReviewPack, actor_id: int, action: str, details: dict[str, Any]) -> None:
     packs.add_audit(
         session,
         workspace_id=pack.workspace_id,
@@ -115,21 +145,48 @@ def utcnow() -> dt.datetime:
 
 
 class ReviewPackClient:
+    """The producer's entry point. Use it as a context manager, or call close(), to release what it opened.
+
+    ``engine`` lets a host application share its own SQLAlchemy Engine (and its pool) with the
+    client; the client never disposes of an engine it was given. Without one, the client opens
+    its own engine for ``settings.database_url`` and closes it in close().
+    """
+
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
+        engine: Engine | None = None,
         store: ArtifactStore | None = None,
         publish: Callable[[int], None] | None = None,
     ):
-        self.settings = settings
-        self._session = session_factory(settings.database_url)
+        self.settings = settings if settings is not None else Settings.from_env()
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else create_engine_for(self.settings.database_url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._store = store
-        self._publish = publish or self._celery_publisher()
+        self._celery_app: Any = None
+        self._publish = publish or self._celery_publish
 
     @classmethod
-    def from_env(cls) -> "ReviewPackClient":
-        return cls(Settings.from_env())
+    def from_env(cls, *, engine: Engine | None = None) -> "ReviewPackClient":
+        return cls(Settings.from_env(), engine=engine)
+
+    def close(self) -> None:
+        """Close the broker connections and the engine this client opened; a host's engine is left alone."""
+        if self._celery_app is not None:
+            self._celery_app.close()
+            self._celery_app = None
+        if self._own_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> "ReviewPackClient":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     @property
     def store(self) -> ArtifactStore:
@@ -137,22 +194,16 @@ class ReviewPackClient:
             self._store = artifact_store_from_settings(self.settings)
         return self._store
 
-    def _celery_publisher(self) -> Callable[[int], None]:
-        app = None
+    def _celery_publish(self, pack_id: int) -> None:
+        if self._celery_app is None:
+            from workers.app import make_app
 
-        def publish(pack_id: int) -> None:
-            nonlocal app
-            if app is None:
-                from workers.app import make_app
-
-                app = make_app(self.settings)
-            app.send_task(GENERATE_TASK, args=[pack_id], queue=GENERATE_QUEUE)
-
-        return publish
+            self._celery_app = make_app(self.settings)
+        self._celery_app.send_task(GENERATE_TASK, args=[pack_id], queue=GENERATE_QUEUE)
 
     # -- access -------------------------------------------------------------------------------
 
-    def _membership(self, actor_id: int, workspace_column):
+    def _membership(self, actor_id: int, workspace_column: InstrumentedAttribute[int]) -> ColumnElement[bool]:
         """Join condition: the actor is a member of the row's workspace."""
         return (WorkspaceMembership.workspace_id == workspace_column) & (WorkspaceMembership.user_id == actor_id)
 
@@ -170,7 +221,21 @@ class ReviewPackClient:
         if row is None:
             raise _not_found()
         self._check(row[1], action)
-        return row[0]
+        tenant: Tenant = row[0]
+        return tenant
+
+    def tenant_id_for(self, external_id: uuid.UUID, actor_id: int) -> int:
+        """The id of the tenant with this external UUID, among the actor's workspaces; NotFound otherwise."""
+        _check_id("actor_id", actor_id)
+        with self._session() as session:
+            tenant_id = session.execute(
+                select(Tenant.id)
+                .join(WorkspaceMembership, self._membership(actor_id, Tenant.workspace_id))
+                .where(Tenant.external_id == external_id)
+            ).scalar_one_or_none()
+        if tenant_id is None:
+            raise _not_found()
+        return tenant_id
 
     def _pack(self, session: Session, pack_id: int, actor_id: int, action: Action) -> ReviewPack:
         row = session.execute(
@@ -182,7 +247,8 @@ class ReviewPackClient:
         if row is None:
             raise _not_found()
         self._check(row[1], action)
-        return row[0]
+        pack: ReviewPack = row[0]
+        return pack
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -212,7 +278,7 @@ class ReviewPackClient:
             since = queries.operations_since(utcnow().date()) if options.include_operations else None
             tenant_row = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
             inputs = queries.tenant_sources(session.connection(), tenant_row, options, since).inputs
-            stored_options = options.as_dict()
+            stored_options: dict[str, Any] = options.as_dict()
             if since is not None:
                 stored_options["operations_since"] = since.isoformat()
             return self._request(
@@ -239,13 +305,16 @@ class ReviewPackClient:
                 raise _not_found()
             tenant = self._tenant(session, review_tenant, actor_id, Action.REQUEST_REVIEW)
             review = session.get(TenantReview, review_id)
+            if review is None:
+                raise _not_found()
             if review.status != "published":
                 raise InvalidRequest(f"review {review_id} is {review.status}; only published reviews can be exported")
             options = PackOptions(include_pii=self.settings.include_pii_default, include_operations=False)
             conn = session.connection()
-            inputs = queries.review_pack_inputs(
-                conn, queries.review_row(conn, review.id), queries.tenant_row(conn, tenant.id), options
-            )
+            review_row, tenant_row = queries.review_row(conn, review.id), queries.tenant_row(conn, tenant.id)
+            if review_row is None or tenant_row is None:
+                raise _not_found()
+            inputs = queries.review_pack_inputs(conn, review_row, tenant_row, options)
             return self._request(
                 session,
                 workspace_id=tenant.workspace_id,
@@ -265,9 +334,9 @@ class ReviewPackClient:
         review_id: int | None,
         actor_id: int,
         fp: str,
-        options: dict,
+        options: dict[str, Any],
     ) -> RequestResult:
-        audit = dict(workspace_id=workspace_id, tenant_id=tenant_id, actor_id=actor_id, action="review_pack.requested")
+        audit: dict[str, Any] = dict(workspace_id=workspace_id, tenant_id=tenant_id, actor_id=actor_id, action="review_pack.requested")
         # Two rounds at most: when a concurrent request wins the insert, the second round finds its pack.
         for _ in range(3):
             live = session.execute(
@@ -279,16 +348,20 @@ class ReviewPackClient:
                 )
             ).scalar_one_or_none()
             now = utcnow()
-            if live is not None and live.status == PackStatus.READY and live.expires_at <= now:
+            if live is not None and live.status == PackStatus.READY and (live.expires_at is None or live.expires_at <= now):
                 # Past retention but not yet pruned: it must not be handed out, nor block a new pack.
                 # It expires here exactly as prune would expire it (audit row, object deleted).
                 self._expire(session, [live.id], now=now, by="retention")
                 live = None
             if live is not None:
-                outcome = "reused_ready" if live.status == PackStatus.READY else "reused_active"
+                outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
                 packs.add_audit(session, **audit, pack_id=live.id, details={"outcome": outcome, "fingerprint": fp})
                 session.commit()
-                return RequestResult(outcome, self._view(session, live))
+                view = self._view(session, live)
+                if live.status == PackStatus.QUEUED and live.dispatch_pending_since is not None:
+                    # The pack this request joins still awaits the broker: the request dispatches it, or says it could not.
+                    self._dispatch(session, view, pending=True)
+                return RequestResult(outcome, view)
 
             previous = session.execute(
                 select(ReviewPack.fingerprint)
@@ -315,13 +388,23 @@ class ReviewPackClient:
             if pack is None:
                 continue
             view = self._view(session, pack)
-            try:
-                self._publish(pack.id)
-            except Exception:
-                # The pack row is the record of the work; the stale-run sweeper re-publishes it.
-                log.exception("could not publish generation task", extra={"pack_id": pack.id})
-            return RequestResult("queued", view)
+            self._dispatch(session, view)
+            return RequestResult(RequestOutcome.QUEUED, view)
         raise ReviewPackError("could not record the request after repeated conflicts; try again")
+
+    def _dispatch(self, session: Session, view: PackView, *, pending: bool = False) -> None:
+        """Publish the pack's task after its row committed; when the broker does not take it, mark it and raise."""
+        try:
+            self._publish(view.id)
+        except Exception as exc:
+            # The pack row is the record of the work: mark it for the dispatch sweep and tell the caller.
+            broker = broker_label(self.settings.broker_url)
+            packs.mark_dispatch_pending(session, view.id, now=utcnow())
+            event(log, "pack.dispatch_failed", level=logging.WARNING, pack_id=view.id, broker=broker, error=type(exc).__name__)
+            raise DispatchFailed(view, broker) from exc
+        if pending:
+            packs.dispatched(session, [view.id], now=utcnow())
+            session.commit()
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -337,7 +420,7 @@ class ReviewPackClient:
             workspace_id=pack.workspace_id,
             tenant_id=pack.tenant_id,
             tenant_review_id=pack.tenant_review_id,
-            status=pack.status,
+            status=PackStatus(pack.status),
             fingerprint=pack.fingerprint,
             previous_fingerprint=pack.previous_fingerprint,
             sha256=pack.sha256,
@@ -351,6 +434,8 @@ class ReviewPackClient:
             rows_written=pack.rows_written,
             bytes_written=pack.bytes_written,
             reason_code=reason,
+            expired_at=pack.expired_at,
+            dispatch_pending_since=pack.dispatch_pending_since,
         )
 
     def get_pack(self, pack_id: int, actor_id: int) -> PackView:
@@ -411,6 +496,8 @@ class ReviewPackClient:
             if pack.status != PackStatus.READY or pack.expires_at is None or pack.expires_at <= utcnow():
                 raise InvalidRequest(f"pack {pack_id} is {pack.status}, not ready for download")
             tenant = session.get(Tenant, pack.tenant_id)
+            if tenant is None or pack.file_path is None or pack.generated_at is None:
+                raise _not_found()
             ttl_minutes = self.settings.download_url_ttl_minutes
             url = self.store.download_url(
                 pack.file_path,

@@ -217,7 +217,7 @@ def test_cli_request_wait_shows_progress_and_ends_with_the_url(stack, worker):
     )
     assert result.returncode == 0, result.stderr
     assert "queued for generation" in result.stdout
-    assert re.search(r"ready .* \d+ rows, \d+ bytes", result.stdout)
+    assert re.search(r"ready .* \d+ rows, \d+ bytes", result.stderr)  # progress goes to stderr
     url = result.stdout.strip().splitlines()[-1]
     assert url.startswith(stack.settings.s3_endpoint_url) and "X-Amz-Signature=" in url
     assert requests.get(url, timeout=30).status_code == 200

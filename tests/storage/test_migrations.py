@@ -1,4 +1,8 @@
-"""The schema exists only through Alembic: up, down and up again, on PostgreSQL and SQLite."""
+"""The schema exists only through Alembic: up, down and up again, on PostgreSQL and SQLite.
+
+Also beside a host application's schema (its own `users`, `notifications` and Alembic
+history), and from a database that releases up to revision 0003 migrated.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ CONTRACT_TABLES = {
     "operation_runs",
     "tenant_reviews",
 }
-OWN_TABLES = {"review_packs", "audit_logs", "notifications"}
+OWN_TABLES = {"reviewpacks_packs", "reviewpacks_audit_logs", "reviewpacks_notifications"}
+LEGACY_MIGRATIONS = Path(__file__).resolve().parent / "legacy_migrations"
 
 
 @pytest.fixture
@@ -42,7 +47,7 @@ def scratch_pg():
 def _tables(url: str) -> set[str]:
     engine = create_engine(url)
     try:
-        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+        return set(inspect(engine).get_table_names()) - {db.VERSION_TABLE}
     finally:
         engine.dispose()
 
@@ -52,7 +57,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(scratch_pg):
     assert _tables(scratch_pg) == CONTRACT_TABLES | OWN_TABLES
     engine = create_engine(scratch_pg)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"version_table": db.VERSION_TABLE}), Base.metadata)
     engine.dispose()
     assert diff == []
 
@@ -62,10 +67,10 @@ def test_partial_unique_index_ignores_expired_and_failed_packs(scratch_pg):
     engine = create_engine(scratch_pg)
     with engine.connect() as conn:
         definition = conn.execute(
-            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_review_packs_active_fingerprint'")
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_reviewpacks_packs_active_fingerprint'")
         ).scalar_one()
     engine.dispose()
-    assert "UNIQUE INDEX" in definition
+    assert "UNIQUE INDEX" in definition and "reviewpacks_packs" in definition
     assert "(workspace_id, tenant_id, fingerprint)" in definition
     assert "fingerprint IS NOT NULL" in definition
     assert "'expired'" in definition and "'failed'" in definition
@@ -85,7 +90,8 @@ def test_constraints_are_named(scratch_pg):
 def test_downgrade_to_base_and_up_again(scratch_pg):
     db.upgrade(scratch_pg)
     db.downgrade(scratch_pg, "base")
-    assert _tables(scratch_pg) == set()
+    # The source tables belong to the host application: a downgrade never drops them.
+    assert _tables(scratch_pg) == CONTRACT_TABLES
     db.upgrade(scratch_pg)
     assert _tables(scratch_pg) == CONTRACT_TABLES | OWN_TABLES
 
@@ -97,7 +103,7 @@ def test_alembic_command_line_downgrades_to_base(scratch_pg):
     assert _tables(scratch_pg) == CONTRACT_TABLES | OWN_TABLES
     alembic = Path(sys.executable).with_name("alembic")
     subprocess.run([str(alembic), "downgrade", "base"], cwd=ROOT, env=env, check=True, capture_output=True)
-    assert _tables(scratch_pg) == set()
+    assert _tables(scratch_pg) == CONTRACT_TABLES
 
 
 def test_sqlite_embedded_default_migrates_up_and_down(tmp_path):
@@ -105,4 +111,138 @@ def test_sqlite_embedded_default_migrates_up_and_down(tmp_path):
     db.upgrade(url)
     assert _tables(url) == CONTRACT_TABLES | OWN_TABLES
     db.downgrade(url, "base")
-    assert _tables(url) == set()
+    assert _tables(url) == CONTRACT_TABLES
+    db.upgrade(url)
+    assert _tables(url) == CONTRACT_TABLES | OWN_TABLES
+
+
+HOST_SCHEMA = """
+CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('hostapp_0042');
+CREATE TABLE users (id SERIAL PRIMARY KEY, email VARCHAR(320) NOT NULL UNIQUE, display_name VARCHAR(255) NOT NULL,
+                    password_hash TEXT);
+CREATE TABLE workspaces (id SERIAL PRIMARY KEY, name VARCHAR(255) NOT NULL, plan TEXT);
+CREATE TABLE tenants (id SERIAL PRIMARY KEY, workspace_id INTEGER NOT NULL REFERENCES workspaces (id),
+                      external_id UUID NOT NULL UNIQUE, name VARCHAR(255) NOT NULL, hardening JSONB NOT NULL DEFAULT '{}');
+CREATE TABLE notifications (id SERIAL PRIMARY KEY, recipient TEXT NOT NULL, message TEXT NOT NULL);
+INSERT INTO users (email, display_name, password_hash) VALUES ('owner@host.example', 'Host Owner', 'x');
+INSERT INTO notifications (recipient, message) VALUES ('owner@host.example', 'welcome');
+"""
+
+
+def _columns(engine, table: str) -> set[str]:
+    return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+def test_db_upgrade_beside_a_host_schema_and_its_alembic_history(scratch_pg):
+    engine = create_engine(scratch_pg)
+    with engine.begin() as conn:
+        for statement in filter(str.strip, HOST_SCHEMA.split(";")):
+            conn.execute(text(statement))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVIEWPACKS_")}
+    env["REVIEWPACKS_DATABASE_URL"] = scratch_pg
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+
+    with engine.connect() as conn:
+        # The host's Alembic history is untouched; ours is in its own table.
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["hostapp_0042"]
+        assert conn.execute(text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalar_one() == db.head_revision()
+        # The host's notifications table, columns and row, is its own; ours stands beside it.
+        assert _columns(engine, "notifications") == {"id", "recipient", "message"}
+        assert conn.execute(text("SELECT message FROM notifications")).scalar_one() == "welcome"
+        # Existing source tables keep their rows and columns, and gain only the project's bookkeeping columns.
+        assert conn.execute(text("SELECT password_hash FROM users")).scalar_one() == "x"
+        assert _columns(engine, "users") == {"id", "email", "display_name", "password_hash"}
+        assert _columns(engine, "tenants") >= {"external_id", "hardening", "hardening_updated_at"}
+        assert "plan" in _columns(engine, "workspaces")
+    assert _tables(scratch_pg) >= CONTRACT_TABLES | OWN_TABLES | {"notifications"}
+
+    # The client works on the host's tables: seed through the CLI, then request a pack.
+    seeded = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "seed-demo", "--findings", "3"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() > 1
+
+    db.downgrade(scratch_pg, "base")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["hostapp_0042"]
+        assert conn.execute(text("SELECT message FROM notifications")).scalar_one() == "welcome"
+    assert _tables(scratch_pg) == CONTRACT_TABLES | {"notifications", "alembic_version"}
+    engine.dispose()
+
+
+def _legacy_upgrade(url: str) -> None:
+    """Migrate with the history exactly as released up to revision 0003."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(LEGACY_MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0003")
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def legacy_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'legacy.db'}"
+    else:
+        yield request.getfixturevalue("scratch_pg")
+
+
+def test_a_database_at_legacy_revision_0003_upgrades_cleanly(legacy_url):
+    _legacy_upgrade(legacy_url)
+    engine = create_engine(legacy_url)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        conn.execute(text("INSERT INTO users (id, email, display_name) VALUES (1, 'a@example.com', 'A')"))
+        conn.execute(text("INSERT INTO workspaces (id, name) VALUES (1, 'w')"))
+        conn.execute(text(
+            "INSERT INTO tenants (id, workspace_id, external_id, name, hardening) "
+            "VALUES (1, 1, '5b1f0a8e-2a7e-4bb5-8c1e-0d5f1d8c0a11', 't', '{}')"
+        ))
+        conn.execute(text(
+            "INSERT INTO review_packs (workspace_id, tenant_id, status, fingerprint, summary, options) "
+            "VALUES (1, 1, 'ready', 'abc', '{}', '{}')"
+        ))
+        conn.execute(text(
+            "INSERT INTO audit_logs (workspace_id, action, resource_type, metadata) VALUES (1, 'review_pack.requested', 'review_pack', '{}')"
+        ))
+        conn.execute(text("INSERT INTO notifications (user_id, kind, title, body, data) VALUES (1, 'k', 't', 'b', '{}')"))
+
+    db.upgrade(legacy_url)
+
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) == CONTRACT_TABLES | OWN_TABLES | {db.VERSION_TABLE}
+    with engine.begin() as conn:
+        assert conn.execute(text(f"SELECT version_num FROM {db.VERSION_TABLE}")).scalar_one() == db.head_revision()
+        assert conn.execute(text("SELECT fingerprint FROM reviewpacks_packs")).scalar_one() == "abc"
+        assert conn.execute(text("SELECT count(*) FROM reviewpacks_audit_logs")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM reviewpacks_notifications")).scalar_one() == 1
+        # The renamed sequence still numbers new rows.
+        conn.execute(text(
+            "INSERT INTO reviewpacks_packs (workspace_id, tenant_id, status, fingerprint, summary, options) "
+            "VALUES (1, 1, 'queued', 'def', '{}', '{}')"
+        ))
+    index_names = {ix["name"] for ix in inspector.get_indexes("reviewpacks_packs")}
+    assert index_names >= {
+        "uq_reviewpacks_packs_active_fingerprint",
+        "ix_reviewpacks_packs_listing",
+        "ix_reviewpacks_packs_retention",
+        "ix_reviewpacks_packs_status_expired",
+        "ix_reviewpacks_packs_dispatch_pending",
+    }
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"version_table": db.VERSION_TABLE}), Base.metadata)
+        assert diff == []
+        for table in OWN_TABLES:
+            assert inspector.get_pk_constraint(table)["name"] == f"pk_{table}"
+            assert all(fk["name"].startswith(f"fk_{table}_") for fk in inspector.get_foreign_keys(table))
+    engine.dispose()

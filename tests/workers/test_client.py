@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
 
+from domain.states import PackStatus
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
 from storage.demo_data import seed_demo
 from storage.models import AuditLog, OperationRun, ReviewPack
-from workers.client import InvalidRequest, NotFound, ReviewPackClient
+from workers.client import DispatchFailed, InvalidRequest, NotFound, RequestOutcome, ReviewPackClient
+from workers.dispatch import broker_label, redispatch_pending
 
 
 class Recorder:
@@ -40,6 +43,10 @@ def env(pg_url, tmp_path):
     with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=20)
     return client, recorder, ids
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _counts(url, tenant_id):
@@ -139,18 +146,104 @@ def test_unknown_tenant_is_not_found(env, pg_url):
     assert recorder.published == []
 
 
-def test_a_failed_publish_keeps_the_queued_pack(pg_url, tmp_path):
-    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+def test_a_failed_publish_raises_dispatch_failed_and_the_sweep_publishes_it_later(pg_url, tmp_path):
+    settings = Settings.from_env({
+        "REVIEWPACKS_DATABASE_URL": pg_url,
+        "REVIEWPACKS_HOME": str(tmp_path),
+        "REVIEWPACKS_BROKER_URL": "redis://user:hunter2@broker.internal:6380/3",
+    })
+    published: list[int] = []
+    broker_up = False
 
-    def broken(_pack_id):
-        raise ConnectionError("broker down")
+    def flaky(pack_id):
+        if not broker_up:
+            raise ConnectionError("Error 111 connecting to broker.internal:6380. Connection refused.")
+        published.append(pack_id)
 
-    client = ReviewPackClient(settings, publish=broken)
     with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=1)
-    result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
-    assert result.outcome == "queued"
-    assert client.get_pack(result.pack.id, ids.manager_id).status == "queued"
+    with ReviewPackClient(settings, publish=flaky) as client:
+        with pytest.raises(DispatchFailed) as failed:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        pack_id = failed.value.pack.id
+        assert failed.value.broker == "redis://broker.internal:6380"
+        assert "hunter2" not in str(failed.value) and "user" not in str(failed.value)
+        assert client.get_pack(pack_id, ids.manager_id).status == PackStatus.QUEUED
+        with runtime.session_factory(pg_url)() as session:
+            assert session.get(ReviewPack, pack_id).dispatch_pending_since is not None
+
+        # While the broker is still down, the sweep publishes nothing and keeps the mark.
+        sessions = runtime.session_factory(pg_url)
+        with pytest.raises(ConnectionError):
+            redispatch_pending(sessions, flaky, now=_now())
+        with runtime.session_factory(pg_url)() as session:
+            assert session.get(ReviewPack, pack_id).dispatch_pending_since is not None
+
+        broker_up = True
+        assert redispatch_pending(sessions, flaky, now=_now()) >= 1
+        assert pack_id in published
+        with runtime.session_factory(pg_url)() as session:
+            pack = session.get(ReviewPack, pack_id)
+            assert pack.dispatch_pending_since is None
+            assert session.get(OperationRun, pack.operation_run_id).published_at is not None
+        # Nothing is pending any more: a second sweep publishes nothing.
+        published.clear()
+        redispatch_pending(sessions, flaky, now=_now())
+        assert pack_id not in published
+
+
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("redis://:s3cret@10.0.0.5:6379/0", "redis://10.0.0.5:6379"),
+        ("amqp://guest:guest@rabbit/vhost", "amqp://rabbit"),
+        ("filesystem://", "filesystem://"),
+        ("redis://[::1]:99999", "the configured broker"),
+    ],
+)
+def test_the_broker_is_named_without_credentials(url, label):
+    assert broker_label(url) == label
+
+
+def test_status_is_one_str_enum_from_every_call(env):
+    client, _, ids = env
+    requested = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert type(requested.outcome) is RequestOutcome
+    views = [
+        requested.pack,
+        client.get_pack(requested.pack.id, ids.manager_id),
+        *client.list_packs(ids.tenant_id, ids.manager_id),
+        client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack,
+    ]
+    assert all(type(view.status) is PackStatus for view in views)
+    assert requested.pack.status == "queued"
+
+
+def test_the_client_uses_a_host_engine_and_leaves_it_open(pg_url, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    host_engine = create_engine(pg_url, pool_size=2)
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": "sqlite:///nowhere.db", "REVIEWPACKS_HOME": str(tmp_path)})
+    with runtime.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    with ReviewPackClient(settings, engine=host_engine, publish=lambda _id: None) as client:
+        assert client.engine is host_engine
+        pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
+        assert host_engine.pool.checkedin() >= 1
+    # The host's engine still works after the client closed; the pack went to the host's database.
+    with host_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM reviewpacks_packs WHERE id = :id"), {"id": pack.id}).scalar_one() == 1
+    host_engine.dispose()
+
+
+def test_a_client_closes_the_engine_it_opened(pg_url, tmp_path):
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+    with runtime.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    with ReviewPackClient(settings, publish=lambda _id: None) as client:
+        client.list_packs(ids.tenant_id, ids.manager_id)
+        assert client.engine.pool.checkedin() == 1
+    assert client.engine.pool.checkedin() == 0
 
 
 def test_download_url_of_a_pack_that_is_not_ready_is_refused(env):
@@ -166,3 +259,57 @@ def test_unknown_options_are_refused_and_nothing_is_written(env, pg_url):
     with pytest.raises(InvalidRequest, match="unknown option.*include_secrets"):
         client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_secrets=True)
     assert _counts(pg_url, ids.tenant_id) == before and recorder.published == []
+
+
+def test_the_sweep_only_clears_the_mark_of_a_pack_that_is_no_longer_queued(pg_url, tmp_path):
+    from domain.reasons import ReasonCode
+    from storage import packs
+
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+
+    def down(_pack_id):
+        raise ConnectionError("broker down")
+
+    with runtime.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    with ReviewPackClient(settings, publish=down) as client:
+        with pytest.raises(DispatchFailed) as failed:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    pack_id = failed.value.pack.id
+    with runtime.session_factory(pg_url)() as session:
+        assert packs.mark_failed(session, pack_id, ReasonCode.SOURCE_MISSING, now=_now())
+    published: list[int] = []
+    redispatch_pending(runtime.session_factory(pg_url), published.append, now=_now())
+    assert pack_id not in published
+    with runtime.session_factory(pg_url)() as session:
+        assert session.get(ReviewPack, pack_id).dispatch_pending_since is None
+
+
+def test_a_request_that_joins_a_pack_awaiting_dispatch_dispatches_it_or_says_it_could_not(pg_url, tmp_path):
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+    published: list[int] = []
+    broker_up = False
+
+    def flaky(pack_id):
+        if not broker_up:
+            raise ConnectionError("broker down")
+        published.append(pack_id)
+
+    with runtime.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=1)
+    with ReviewPackClient(settings, publish=flaky) as client:
+        with pytest.raises(DispatchFailed) as first:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        # The same request again while the broker is still down: the same pack, and still not a success.
+        with pytest.raises(DispatchFailed) as second:
+            client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        assert second.value.pack.id == first.value.pack.id
+        broker_up = True
+        joined = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        assert joined.outcome == RequestOutcome.REUSED_ACTIVE and joined.pack.id == first.value.pack.id
+        assert published == [first.value.pack.id]
+        with runtime.session_factory(pg_url)() as session:
+            assert session.get(ReviewPack, joined.pack.id).dispatch_pending_since is None
+        # Once dispatched, joining it publishes nothing more.
+        client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+        assert published == [first.value.pack.id]
