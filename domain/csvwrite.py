@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 # RFC 4180 line ends. They also matter for safety: Python's csv module quotes a cell holding a
 # carriage return only when \r is part of the line terminator. PostgreSQL's COPY ends lines with
@@ -27,8 +27,8 @@ def csv_line(values: Iterable[object], line_end: str) -> bytes:
 def write_csv(
     target: BinaryIO,
     header: Iterable[str],
-    chunks: Iterable[list],
-    to_row: Callable[[object], list],
+    chunks: Iterable[list[Any]],
+    to_row: Callable[[Any], list[Any]],
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> int:
     """Stream rows as CSV into a binary file-like object; returns the number of data rows."""
@@ -48,7 +48,7 @@ def write_csv(
     return count
 
 
-def spool_csv(header: Iterable[str], chunks: Iterable[list], to_row: Callable[[object], list]) -> tuple[bytes, int]:
+def spool_csv(header: Iterable[str], chunks: Iterable[list[Any]], to_row: Callable[[Any], list[Any]]) -> tuple[bytes, int]:
     """The whole CSV in memory, for small files; returns the bytes and the number of data rows."""
     buffer = io.BytesIO()
     count = write_csv(buffer, header, chunks, to_row)

@@ -81,10 +81,11 @@ class Settings:
     """One process's configuration. Fields left as None are derived in ``__post_init__``."""
 
     # Where the embedded default keeps its files; see the module docstring for the default.
-    home: Path | None = _path(None)
-    database_url: str | None = _str(None)
-    broker_url: str | None = _str(None)
-    artifact_store: str | None = _str(None)
+    # Typed as what they always are once constructed: __post_init__ fills in what is left unset.
+    home: Path = _path(None)
+    database_url: str = _str(None)
+    broker_url: str = _str(None)
+    artifact_store: str = _str(None)
     s3_endpoint_url: str | None = _str(None)
     # The endpoint used only to presign URLs that readers outside the stack can reach.
     # Compose, for one: workers reach http://minio:9000, readers on the host http://127.0.0.1:9000.

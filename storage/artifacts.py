@@ -61,8 +61,11 @@ _FILENAME = re.compile(r'[\x20-\x7e]+')
 class StoreSettings(Protocol):
     """What building a store needs from the settings; storage/ takes values, not the settings module."""
 
-    artifact_store: str
-    s3_endpoint_url: str | None
+    @property
+    def artifact_store(self) -> str: ...
+
+    @property
+    def s3_endpoint_url(self) -> str | None: ...
 
 
 class ArtifactStoreError(Exception):

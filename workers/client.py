@@ -481,7 +481,9 @@ class ReviewPackClient:
 
     # -- downloads and lifecycle --------------------------------------------------------------
 
-    def _expire(self, session: Session, pack_ids: list[int], *, now: dt.datetime, by: str, actor_id: int | None = None):
+    def _expire(
+        self, session: Session, pack_ids: list[int], *, now: dt.datetime, by: str, actor_id: int | None = None
+    ) -> packs.Expiry:
         expiry = packs.expire(session, self.store, pack_ids, now=now, by=by, actor_id=actor_id)
         for pack_id, error in expiry.objects.failed:
             # The row is expired and keeps file_disk; the next prune deletes the object.
