@@ -79,6 +79,8 @@ class Settings:
     download_url_ttl_minutes: int = 60
     include_pii_default: bool = True
     include_operations_default: bool = True
+    # A source older than this many days is called stale in the pack (summary.json and the page).
+    stale_after_days: int = 7
     findings_chunk_size: int = 5000
     upload_max_retries: int = 5
     upload_retry_backoff_seconds: float = 2.0
@@ -144,6 +146,7 @@ class Settings:
             download_url_ttl_minutes=ttl,
             include_pii_default=_bool(env, "REVIEWPACKS_INCLUDE_PII_DEFAULT", True),
             include_operations_default=_bool(env, "REVIEWPACKS_INCLUDE_OPERATIONS_DEFAULT", True),
+            stale_after_days=_int(env, "REVIEWPACKS_STALE_AFTER_DAYS", 7),
             findings_chunk_size=_int(env, "REVIEWPACKS_FINDINGS_CHUNK_SIZE", 5000, minimum=1),
             upload_max_retries=_int(env, "REVIEWPACKS_UPLOAD_MAX_RETRIES", 5),
             upload_retry_backoff_seconds=_float(env, "REVIEWPACKS_UPLOAD_RETRY_BACKOFF_SECONDS", 2.0),

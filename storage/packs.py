@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from domain.reasons import USER_MESSAGES, ReasonCode
 from domain.states import PackStatus, RunOutcome, RunStatus, sources_for
-from storage.models import AuditLog, Notification, OperationRun, ReviewPack
+from storage.models import AuditLog, Notification, OperationRun, ReviewPack, Tenant
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Claim:
     fingerprint: str | None
     options: dict
     file_key: str
+    kind: str = "tenant"
 
 
 class ClaimState(StrEnum):
@@ -92,6 +93,7 @@ def claim(session: Session, pack_id: int, *, now: dt.datetime, lease: dt.timedel
         fingerprint=pack.fingerprint,
         options=dict(pack.options),
         file_key=pack.file_path,
+        kind=pack.kind,
     )
 
 
@@ -133,7 +135,10 @@ def mark_ready(
     disk: str,
     summary: dict,
     rows: int,
+    generated_at: dt.datetime | None = None,
 ) -> bool:
+    """``generated_at`` is the time the pack's metadata states; it defaults to ``now``."""
+    generated_at = generated_at or now
     run_done = session.execute(
         update(OperationRun)
         .where(*_owns(claim))
@@ -150,8 +155,8 @@ def mark_ready(
             summary=summary,
             rows_written=rows,
             bytes_written=size,
-            generated_at=now,
-            expires_at=now + retention,
+            generated_at=generated_at,
+            expires_at=generated_at + retention,
             updated_at=now,
         )
     ).rowcount
@@ -164,8 +169,8 @@ def mark_ready(
             user_id=claim.initiator_id,
             kind="review_pack.ready",
             title="Review pack ready",
-            body="Your review pack is ready to download.",
-            data={"pack_id": claim.pack_id, "operation_run_id": claim.run_id},
+            body=f"Review pack #{claim.pack_id} for {_tenant_name(session, claim.tenant_id)} is ready to download.",
+            data={"pack_id": claim.pack_id, "operation_run_id": claim.run_id, "tenant_id": claim.tenant_id},
         )
     session.commit()
     return True
@@ -222,11 +227,16 @@ def mark_failed(
             user_id=pack.initiated_by_user_id,
             kind="review_pack.failed",
             title="Review pack failed",
-            body=USER_MESSAGES[reason],
-            data={"pack_id": pack.id, "operation_run_id": run.id, "reason_code": reason.value},
+            body=f"Review pack #{pack.id} for {_tenant_name(session, pack.tenant_id)} failed: {USER_MESSAGES[reason]}",
+            data={"pack_id": pack.id, "operation_run_id": run.id, "tenant_id": pack.tenant_id, "reason_code": reason.value},
         )
     session.commit()
     return True
+
+
+def _tenant_name(session: Session, tenant_id: int) -> str:
+    name = session.execute(select(Tenant.name).where(Tenant.id == tenant_id)).scalar_one_or_none()
+    return name if name is not None else f"tenant {tenant_id}"
 
 
 def add_notification(session: Session, *, user_id: int, kind: str, title: str, body: str, data: dict) -> None:

@@ -1,6 +1,7 @@
 """`reviewpacks`: the command line over the same client and settings.
 
-Exit codes: 0 ok, 2 usage or invalid request, 3 not found, 4 forbidden, 1 any other failure.
+Exit codes: 0 ok, 2 usage or invalid request, 3 not found, 4 forbidden, 5 conflict (a generation
+with other options is in progress for the tenant), 1 any other failure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from settings import Settings, SettingsError
 
-EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deterministic review pack exports.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -50,7 +51,7 @@ def _client():
 @contextmanager
 def _errors():
     """Map the client's errors to exit codes and one clear line on stderr."""
-    from workers.client import Forbidden, InvalidRequest, NotFound, WaitTimeout
+    from workers.client import Conflict, Forbidden, InvalidRequest, NotFound, WaitTimeout
 
     try:
         yield
@@ -63,6 +64,9 @@ def _errors():
     except InvalidRequest as exc:
         err.print(f"[red]invalid request:[/red] {exc}")
         raise typer.Exit(EXIT_INVALID) from None
+    except Conflict as exc:
+        err.print(f"[red]conflict:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFLICT) from None
     except WaitTimeout as exc:
         err.print(f"[red]timed out:[/red] {exc}")
         raise typer.Exit(EXIT_FAILURE) from None
@@ -190,6 +194,16 @@ def status(pack: int = typer.Argument(..., metavar="PACK", help="Pack id."), act
     client = _client()
     with _errors():
         console.print(_status_table(client.get_pack(pack, actor)))
+
+
+@app.command("review-status")
+def review_status(
+    review: int = typer.Argument(..., metavar="REVIEW", help="Review id."), actor: int = typer.Option(..., "--actor")
+) -> None:
+    """Print whether a review's pack is available, generating, unavailable or expired."""
+    client = _client()
+    with _errors():
+        console.print(client.review_pack_status(review, actor))
 
 
 @app.command("url")

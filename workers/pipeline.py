@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import importlib.metadata
 import io
 import logging
 import os
@@ -68,6 +69,7 @@ class BuiltPack:
     rows: int
     summary: dict
     fingerprint: str
+    generated_at: dt.datetime
 
 
 def utcnow() -> dt.datetime:
@@ -113,6 +115,7 @@ def generate(
                 disk=store.name,
                 summary=built.summary,
                 rows=built.rows,
+                generated_at=built.generated_at,
             )
         if not finished:
             raise LostClaim(f"pack {pack_id} attempt {claim.attempt} lost its claim before finishing")
@@ -247,15 +250,19 @@ def snapshot(engine: Engine):
 def build(claim: packs.Claim, *, settings: Settings, reporter: _Reporter) -> BuiltPack:
     """Write the pack into a temp file; the caller owns (and removes) the file."""
     engine = engine_for(settings.database_url)
+    # One clock reading: the pack states it as its generation time and judges every source's age by its date.
+    generated_at = utcnow().replace(microsecond=0)
+    basis = fingerprint.FreshnessBasis(generated_at.date().isoformat(), settings.stale_after_days)
+    provenance = documents.Provenance(claim.pack_id, layout.iso(generated_at), generator())
     fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{claim.pack_id}-", suffix=".zip")
     path = Path(name)
     try:
         with os.fdopen(fd, "w+b") as out:
             with snapshot(engine) as conn:
-                if claim.tenant_review_id is not None:
-                    summary, fp, rows = _write_review_pack(conn, claim, out)
+                if claim.kind == layout.PackKind.REVIEW:
+                    summary, fp, rows = _write_review_pack(conn, claim, out, basis, provenance)
                 else:
-                    summary, fp, rows = _write_tenant_pack(conn, claim, out, settings, reporter)
+                    summary, fp, rows = _write_tenant_pack(conn, claim, out, settings, reporter, basis, provenance)
             if fp != claim.fingerprint:
                 # Data moved between the request and now: the pack describes what was read, and says so.
                 with session_factory(settings.database_url)() as session:
@@ -266,10 +273,20 @@ def build(claim: packs.Claim, *, settings: Settings, reporter: _Reporter) -> Bui
             out.seek(0)
             sha = hashlib.file_digest(out, "sha256").hexdigest()
         reporter.done(rows, size)
-        return BuiltPack(path=path, sha256=sha, size=size, rows=rows, summary=summary, fingerprint=fp)
+        return BuiltPack(
+            path=path, sha256=sha, size=size, rows=rows, summary=summary, fingerprint=fp, generated_at=generated_at
+        )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def generator() -> str:
+    """The project and version that wrote a pack, as metadata.json names it."""
+    try:
+        return f"reviewpacks {importlib.metadata.version('reviewpacks')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "reviewpacks (unreleased)"
 
 
 # RFC 4180 line ends. They also matter for safety: Python's csv module quotes a cell holding a
@@ -339,7 +356,9 @@ def _file_list(files) -> list[dict]:
     ]
 
 
-def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Settings, reporter) -> tuple[dict, str, int]:
+def _write_tenant_pack(
+    conn: Connection, claim: packs.Claim, out, settings: Settings, reporter, basis, provenance
+) -> tuple[dict, str, int]:
     options = options_from_dict(claim.options)
     tenant = queries.tenant_row(conn, claim.tenant_id)
     if tenant is None:
@@ -347,9 +366,12 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
     since = dt.date.fromisoformat(claim.options["operations_since"]) if options.include_operations else None
     pii = options.include_pii
 
-    sources = queries.tenant_sources(conn, tenant, options, since)
+    sources = queries.tenant_sources(conn, tenant, options, since, basis)
     fp = fingerprint.compute(sources.inputs)
-    reports, freshness = sources.reports, sources.freshness
+    reports = sources.reports
+    freshness = documents.freshness_entries(
+        sources.freshness, evaluated_on=dt.date.fromisoformat(basis.evaluated_on), stale_after_days=basis.stale_after_days
+    )
     by_severity, by_status = sources.by_severity, sources.by_status
     hardening = documents.hardening_document(tenant["hardening"], include_pii=pii)
     files = layout.tenant_files(include_operations=options.include_operations)
@@ -375,6 +397,8 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
     ready[layout.ENTRYPOINT] = render_tenant_summary(
         {
             "tenant": identity,
+            "pack": {"id": provenance.pack_id, "generated_at": provenance.generated_at},
+            "stale_after_days": basis.stale_after_days,
             "data_as_of": summary["data_as_of"],
             "options": options.as_dict(),
             "counts": {
@@ -426,6 +450,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
                 options=options.as_dict(),
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
+                provenance=provenance,
             )
         )
 
@@ -438,25 +463,38 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
     return summary, fp, rows
 
 
-def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict, str, int]:
+def _write_review_pack(conn: Connection, claim: packs.Claim, out, basis, provenance) -> tuple[dict, str, int]:
     options = options_from_dict(claim.options)
-    review = queries.review_row(conn, claim.tenant_review_id)
+    review = queries.review_row(conn, claim.tenant_review_id) if claim.tenant_review_id is not None else None
     tenant = queries.tenant_row(conn, claim.tenant_id)
     if review is None or tenant is None:
-        raise SourceMissing(f"review {claim.tenant_review_id} or its tenant no longer exists")
-    fp = fingerprint.compute(queries.review_pack_inputs(conn, review, tenant, options))
+        raise SourceMissing(f"the review of pack {claim.pack_id} or its tenant no longer exists")
+    if review["status"] != "published":
+        # Unpublished between the request and now: a pack must only ever show a published review.
+        raise SourceMissing(f"review {review['id']} is no longer published")
+    fp = fingerprint.compute(queries.review_pack_inputs(conn, review, tenant, options, basis))
+    evaluated_on = dt.date.fromisoformat(basis.evaluated_on)
     content = documents.review_content(review, include_pii=options.include_pii)
     files = layout.review_files()
     identity = {"name": tenant["name"], "external_id": str(tenant["external_id"])}
     published_at = layout.iso(review["published_at"])
-    summary = documents.review_summary_document(review, content)
-    freshness = {"review": published_at}
+    freshness = documents.freshness_entries(
+        {"review": published_at}, evaluated_on=evaluated_on, stale_after_days=basis.stale_after_days
+    )
+    evidence = documents.evidence_freshness(
+        content["evidence_basis"], evaluated_on=evaluated_on, stale_after_days=basis.stale_after_days
+    )
+    summary = documents.review_summary_document(review, content, evidence=evidence, freshness=freshness)
+    interpretation_version = content["raw_summary"].get("interpretation_version")
     ready = {
         layout.SECTIONS: documents.json_bytes({"sections": content["raw_sections"]}),
         layout.SUMMARY: documents.json_bytes(summary),
         layout.ENTRYPOINT: render_review_summary(
             {
                 "tenant": identity,
+                "pack": {"id": provenance.pack_id, "generated_at": provenance.generated_at},
+                "stale_after_days": basis.stale_after_days,
+                "interpretation_version": None if interpretation_version is None else str(interpretation_version),
                 "review": {"id": review["id"], "published_at": published_at},
                 "headline": content["headline"],
                 "overall_status": content["overall_status"],
@@ -464,7 +502,7 @@ def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict,
                 "accepted_risks": content["accepted_risks"],
                 "decisions": content["decisions"],
                 "sections": content["sections"],
-                "evidence_basis": content["evidence_basis"],
+                "evidence_basis": evidence,
                 "files": _file_list(files),
                 "disclosure": layout.DISCLOSURE,
             }
@@ -480,14 +518,15 @@ def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict,
                     "review": {
                         "id": review["id"],
                         "published_at": published_at,
-                        "interpretation_version": content["raw_summary"].get("interpretation_version"),
-                        "evidence_basis": content["evidence_basis"],
+                        "interpretation_version": interpretation_version,
+                        "evidence_basis": evidence,
                     },
                 },
                 fingerprint=fp,
                 options=options.as_dict(),
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
+                provenance=provenance,
             )
         )
 
