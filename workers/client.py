@@ -328,7 +328,8 @@ class ReviewPackClient:
                     ReviewPack.workspace_id == workspace_id,
                     ReviewPack.tenant_id == tenant_id,
                     ReviewPack.status == PackStatus.READY,
-                    ReviewPack.tenant_review_id.is_(None) if review_id is None else ReviewPack.tenant_review_id == review_id,
+                    ReviewPack.kind == kind.value,
+                    *([] if review_id is None else [ReviewPack.tenant_review_id == review_id]),
                 )
                 .order_by(ReviewPack.generated_at.desc(), ReviewPack.id.desc())
                 .limit(1)
