@@ -169,7 +169,7 @@ def mark_ready(
             user_id=claim.initiator_id,
             kind="review_pack.ready",
             title="Review pack ready",
-            body=f"Review pack #{claim.pack_id} for {_tenant_name(session, claim.tenant_id)} is ready to download.",
+            body=f"Review pack #{claim.pack_id} for {tenant_name(session, claim.tenant_id)} is ready to download.",
             data={"pack_id": claim.pack_id, "operation_run_id": claim.run_id, "tenant_id": claim.tenant_id},
         )
     session.commit()
@@ -227,14 +227,15 @@ def mark_failed(
             user_id=pack.initiated_by_user_id,
             kind="review_pack.failed",
             title="Review pack failed",
-            body=f"Review pack #{pack.id} for {_tenant_name(session, pack.tenant_id)} failed: {USER_MESSAGES[reason]}",
+            body=f"Review pack #{pack.id} for {tenant_name(session, pack.tenant_id)} failed: {USER_MESSAGES[reason]}",
             data={"pack_id": pack.id, "operation_run_id": run.id, "tenant_id": pack.tenant_id, "reason_code": reason.value},
         )
     session.commit()
     return True
 
 
-def _tenant_name(session: Session, tenant_id: int) -> str:
+def tenant_name(session: Session, tenant_id: int) -> str:
+    """How notifications name a tenant."""
     name = session.execute(select(Tenant.name).where(Tenant.id == tenant_id)).scalar_one_or_none()
     return name if name is not None else f"tenant {tenant_id}"
 

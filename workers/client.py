@@ -408,13 +408,12 @@ class ReviewPackClient:
         )
 
     def _notify_queued(self, session: Session, pack: ReviewPack, actor_id: int) -> None:
-        tenant_name = session.execute(select(Tenant.name).where(Tenant.id == pack.tenant_id)).scalar_one()
         packs.add_notification(
             session,
             user_id=actor_id,
             kind="review_pack.queued",
             title="Review pack queued",
-            body=f"Review pack #{pack.id} for {tenant_name} is queued for generation.",
+            body=f"Review pack #{pack.id} for {packs.tenant_name(session, pack.tenant_id)} is queued for generation.",
             data={"pack_id": pack.id, "operation_run_id": pack.operation_run_id, "tenant_id": pack.tenant_id},
         )
 
