@@ -111,6 +111,7 @@ def _status_table(view) -> Table:
     table = Table(show_header=False, box=None)
     for label, value in (
         ("pack", view.id),
+        ("kind", view.kind),
         ("status", view.status),
         ("tenant", view.tenant_id),
         ("rows", view.rows_written),

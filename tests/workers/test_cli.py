@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -47,6 +48,7 @@ def test_request_then_the_identical_request_says_what_happened(run, ids):
 
     status = run("status", pack_id, "--actor", str(ids.viewer_id))
     assert status.returncode == 0 and "queued" in status.stdout
+    assert re.search(r"kind\s+tenant", status.stdout)
 
 
 @pytest.mark.parametrize(
