@@ -64,13 +64,6 @@ def _since_ts(since: dt.date) -> dt.datetime:
     return dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc)
 
 
-def _aggregate(conn: Connection, id_col, changed_col, *where) -> tuple[int, int | None, dt.datetime | None]:
-    count, max_id, latest = conn.execute(
-        select(func.count(), func.max(id_col), func.max(changed_col)).where(*where)
-    ).one()
-    return int(count), max_id, _as_utc(latest)
-
-
 def _stamp(count: int, max_id: int | None, latest: dt.datetime | None) -> SourceStamp:
     # Full precision: two changes within one second must still give different stamps.
     return SourceStamp(count=count, max_id=max_id, latest_change=_iso_full(latest))
@@ -90,13 +83,21 @@ def _as_utc(value):
     return value
 
 
-def latest_reports(conn: Connection, tenant_id: int) -> dict[str, dict | None]:
-    """The newest stored report of each exported type, or None where the tenant has none."""
+REPORT_STAMP_COLUMNS = (StoredReport.id, StoredReport.report_type, StoredReport.fingerprint, StoredReport.generated_at)
+
+
+def latest_reports(conn: Connection, tenant_id: int, *, payload: bool = True) -> dict[str, dict | None]:
+    """The newest stored report of each exported type, or None where the tenant has none.
+
+    ``payload=False`` reads only what the fingerprint needs: a request must not pay for
+    fetching report payloads, which can be large.
+    """
+    columns = (StoredReport,) if payload else REPORT_STAMP_COLUMNS
     reports: dict[str, dict | None] = {}
     for report_type in layout.REPORTS:
         row = (
             conn.execute(
-                select(StoredReport)
+                select(*columns)
                 .where(StoredReport.tenant_id == tenant_id, StoredReport.report_type == report_type)
                 .order_by(StoredReport.generated_at.desc(), StoredReport.id.desc())
                 .limit(1)
@@ -151,14 +152,23 @@ def tenant_inputs(
     if options.include_operations and since is None:
         raise ValueError("operations are included but no operations window start was given")
     if reports is None:
-        reports = latest_reports(conn, tenant["id"])
+        reports = latest_reports(conn, tenant["id"], payload=False)
     operations = operations_completed = None
     if options.include_operations:
-        window = _operations_filter(tenant["id"], since)
-        operations = _stamp(*_aggregate(conn, OperationRun.id, OperationRun.created_at, *window))
-        operations_completed = _stamp(
-            *_aggregate(conn, OperationRun.id, OperationRun.completed_at, *window, OperationRun.completed_at.is_not(None))
-        )
+        # One statement for both stamps: every run in the window, and the completed ones among them.
+        completed = OperationRun.completed_at.is_not(None)
+        count, max_id, latest, done, done_max_id, done_latest = conn.execute(
+            select(
+                func.count(),
+                func.max(OperationRun.id),
+                func.max(OperationRun.created_at),
+                func.count().filter(completed),
+                func.max(OperationRun.id).filter(completed),
+                func.max(OperationRun.completed_at),
+            ).where(*_operations_filter(tenant["id"], since))
+        ).one()
+        operations = _stamp(int(count), max_id, _as_utc(latest))
+        operations_completed = _stamp(int(done), done_max_id, _as_utc(done_latest))
     return TenantPackInputs(
         tenant_id=tenant["id"],
         tenant_external_id=str(tenant["external_id"]),
