@@ -7,9 +7,12 @@ apply whichever reader produced the rows.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from domain import layout, redaction
@@ -94,9 +97,51 @@ def report_document(report_type: str, report: Mapping[str, Any] | None, *, inclu
 
 
 def data_as_of(freshness: Mapping[str, str | None]) -> str | None:
-    """The newest source timestamp's date: how current the pack's data is."""
+    """The oldest source's date: the pack is only as current as its least current source."""
     stamps = [v for v in freshness.values() if v]
-    return max(stamps)[:10] if stamps else None
+    return min(stamps)[:10] if stamps else None
+
+
+CURRENT, STALE, MISSING = "current", "stale", "missing"
+
+
+def source_freshness(as_of: str | None, *, evaluated_on: dt.date, stale_after_days: int) -> dict[str, Any]:
+    """One source's date, its age in whole days on the evaluation date, and whether it is stale.
+
+    A date that cannot be read (a review's evidence basis is free text) cannot show the data is
+    current, so it counts as missing; the text itself is kept.
+    """
+    day = _iso_day(as_of)
+    if day is None:
+        return {"as_of": as_of, "age_days": None, "status": MISSING}
+    # A source stamped after the evaluation date (clock skew on the host) is current, not negative days old.
+    age = max((evaluated_on - day).days, 0)
+    return {"as_of": as_of, "age_days": age, "status": STALE if age > stale_after_days else CURRENT}
+
+
+def _iso_day(value: object) -> dt.date | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def freshness_entries(freshness: Mapping[str, str | None], *, evaluated_on: dt.date, stale_after_days: int) -> dict[str, Any]:
+    """summary.json's and metadata.json's ``data_freshness``: every source by name, sorted."""
+    return {
+        source: source_freshness(as_of, evaluated_on=evaluated_on, stale_after_days=stale_after_days)
+        for source, as_of in sorted(freshness.items())
+    }
+
+
+def evidence_freshness(evidence_basis: Iterable[Mapping[str, Any]], *, evaluated_on: dt.date, stale_after_days: int) -> list[dict[str, Any]]:
+    """A review's evidence basis with each item's age and status stated like a tenant pack's sources."""
+    return [
+        {"source": item.get("source"), **source_freshness(item.get("as_of"), evaluated_on=evaluated_on, stale_after_days=stale_after_days)}
+        for item in evidence_basis
+    ]
 
 
 def severity_counts(counts: Mapping[str, int]) -> dict[str, int]:
@@ -112,8 +157,9 @@ def summary_document(
     by_severity: Mapping[str, int],
     by_status: Mapping[str, int],
     operations: int | None,
-    freshness: Mapping[str, str | None],
+    freshness: Mapping[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """``freshness`` is the output of :func:`freshness_entries`."""
     severities = severity_counts(by_severity)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -125,7 +171,7 @@ def summary_document(
             },
             "operations": operations,
         },
-        "data_as_of": data_as_of(freshness),
+        "data_as_of": data_as_of({k: v["as_of"] for k, v in freshness.items()}),
         "data_freshness": dict(sorted(freshness.items())),
     }
 
@@ -144,22 +190,51 @@ def file_entries(specs: Iterable[layout.FileSpec], digests: Mapping[str, EntryDi
     ]
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Who this pack is: the values that differ between two packs of identical content."""
+
+    pack_id: int
+    generated_at: str  # UTC, ISO 8601 (layout.iso)
+    generator: str  # "reviewpacks <version>"
+
+
+# The entries that name the pack (its id and generation time), and therefore differ between two
+# packs of identical content. Every other entry is content: byte-identical for an identical fingerprint.
+IDENTITY_ENTRIES = frozenset({layout.METADATA, layout.ENTRYPOINT})
+
+
+def content_sha256(files: Iterable[Mapping[str, Any]]) -> str:
+    """One SHA-256 over the content entries, in name order.
+
+    It hashes the lines ``sha256sum`` prints for those entries (``<hex>  <path>``), so an
+    auditor can recompute it from the unpacked ZIP:
+    ``sha256sum findings.csv hardening.json … | sha256sum`` with the names sorted.
+    """
+    lines = sorted((f["path"], f["sha256"]) for f in files if f["path"] not in IDENTITY_ENTRIES)
+    return hashlib.sha256("".join(f"{sha}  {path}\n" for path, sha in lines).encode()).hexdigest()
+
+
 def metadata_document(
     *,
     kind: layout.PackKind,
     identity: Mapping[str, Any],
     fingerprint: str,
     options: Mapping[str, Any],
-    freshness: Mapping[str, str | None],
+    freshness: Mapping[str, dict[str, Any]],
     files: list[dict[str, Any]],
+    provenance: Provenance,
 ) -> dict[str, Any]:
+    """``freshness`` is the output of :func:`freshness_entries`."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind.value,
-        "pack": dict(identity),
+        "pack": {**identity, "id": provenance.pack_id, "generated_at": provenance.generated_at},
+        "generator": provenance.generator,
+        "content_sha256": content_sha256(files),
         "fingerprint": fingerprint,
         "options": dict(options),
-        "data_as_of": data_as_of(freshness),
+        "data_as_of": data_as_of({k: v["as_of"] for k, v in freshness.items()}),
         "data_freshness": dict(sorted(freshness.items())),
         "entrypoint": layout.ENTRYPOINT,
         "appendix": sorted([f["path"] for f in files if f["role"] == layout.Role.APPENDIX.value] + [layout.METADATA]),
@@ -211,8 +286,9 @@ def review_content(review: Mapping[str, Any], *, include_pii: bool) -> dict[str,
         "sections": [
             {
                 "title": _text(s.get("title") or s.get("key")) or "Untitled section",
-                # Structured section bodies stay in sections.json; the page shows prose only.
                 "body": s["body"] if isinstance(s.get("body"), str) else "",
+                # A structured body (object or list) is shown on the page as an outline, not dropped.
+                "structured_body": s["body"] if isinstance(s.get("body"), (dict, list)) else None,
             }
             for s in sections
         ],
@@ -221,8 +297,15 @@ def review_content(review: Mapping[str, Any], *, include_pii: bool) -> dict[str,
     }
 
 
-def review_summary_document(review: Mapping[str, Any], content: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+def review_summary_document(
+    review: Mapping[str, Any],
+    content: Mapping[str, Any],
+    *,
+    evidence: list[dict[str, Any]] | None = None,
+    freshness: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``evidence`` (from :func:`evidence_freshness`) and ``freshness`` state the review's basis and age."""
+    document = {
         "schema_version": SCHEMA_VERSION,
         "review": {"id": review["id"], "status": review["status"], "published_at": layout.iso(review.get("published_at"))},
         "counts": {
@@ -233,3 +316,8 @@ def review_summary_document(review: Mapping[str, Any], content: Mapping[str, Any
         },
         "summary": content["raw_summary"],
     }
+    if evidence is not None:
+        document["evidence_basis"] = evidence
+    if freshness is not None:
+        document["data_freshness"] = dict(sorted(freshness.items()))
+    return document

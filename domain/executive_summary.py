@@ -8,8 +8,11 @@ is on and nothing here marks data as safe: prose is split into lines in
 Python and every line is escaped by the template.
 
 Rendering is deterministic: the output depends on the context alone (no clock,
-no random ids, mappings walked in insertion order), so the same fingerprint
-keeps producing a byte-identical pack.
+no random ids, mappings walked in insertion order). The page names its pack
+(id and generation time, seed 004 FR-005), so it is one of the two entries
+that differ between packs of identical content; everything else on it is the
+same for the same fingerprint, and the identity sits in one marked element
+(``id="pack-identity"``) so that this can be checked.
 """
 
 from __future__ import annotations
@@ -74,10 +77,12 @@ def render_tenant_summary(ctx: dict[str, Any]) -> str:
             for key, present in ctx["reports"].items()
         ],
         "freshness_rows": [
-            (_FRESHNESS_LABELS.get(key, _humanise(key)), value)
-            for key, value in ctx["data_freshness"].items()
+            {**entry, "label": _FRESHNESS_LABELS.get(key, _humanise(key)), "age": _age(entry["age_days"])}
+            for key, entry in ctx["data_freshness"].items()
         ],
+        "pack_identity": _identity(ctx["pack"]),
     }
+    view["freshness_callouts"] = _callouts(view["freshness_rows"])
     # The fingerprint identifies the pack for machines and lives in
     # metadata.json; keeping it out of the view makes leaking it impossible.
     view.pop("fingerprint", None)
@@ -86,17 +91,86 @@ def render_tenant_summary(ctx: dict[str, Any]) -> str:
 
 def render_review_summary(ctx: dict[str, Any]) -> str:
     """Return the executive summary page of a pack derived from a published review."""
+    evidence = [
+        {**entry, "label": entry["source"] if entry["source"] is not None else "Unnamed source", "age": _age(entry["age_days"])}
+        for entry in ctx["evidence_basis"]
+    ]
     view = {
         **ctx,
         "key_findings": [
             {**finding, "severity_class": _severity_class(finding["severity"])}
             for finding in ctx["key_findings"]
         ],
+        "sections": [
+            {**section, "outline": _outline(section.get("structured_body"))}
+            for section in ctx["sections"]
+        ],
+        "evidence_basis": evidence,
+        "freshness_callouts": _callouts(evidence),
+        "pack_identity": _identity(ctx["pack"]),
     }
     return _env.get_template("review_summary.html").render(view)
 
 
-def _severity_rows(by_severity: dict[str, int]) -> list[dict[str, Any]]:
+def _identity(pack: dict[str, Any]) -> dict[str, Any]:
+    return {"id": pack["id"], "generated": _display_datetime(pack["generated_at"])}
+
+
+def _age(days: int | None) -> str | None:
+    if days is None:
+        return None
+    if days == 0:
+        return "today"
+    return f"{_plural(days, 'day')} old"
+
+
+def _callouts(rows: list[dict[str, Any]]) -> list[str]:
+    """One sentence per stale or missing source, so nobody reads old data as current."""
+    lines = []
+    for row in rows:
+        if row["status"] == "stale":
+            lines.append(f"{row['label']} is stale: last updated {row['age']}.")
+        elif row["status"] == "missing":
+            lines.append(f"{row['label']} is missing: no usable date was recorded.")
+    return lines
+
+
+# Deeper levels of a structured section body are summarised rather than nested further, so a
+# hostile body costs linear time and a readable page.
+_OUTLINE_MAX_DEPTH = 6
+
+
+def _outline(value: Any, depth: int = 0) -> list[dict[str, Any]] | None:
+    """A structured section body as nested items: each with a label, a text and children."""
+    if value is None:
+        return None
+    pairs: list[tuple[str | None, Any]]
+    if isinstance(value, dict):
+        pairs = [(_humanise(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        pairs = [(None, v) for v in value]
+    else:
+        return [{"label": None, "text": _scalar(value), "children": None}]
+    items: list[dict[str, Any]] = []
+    for label, item in pairs:
+        if _is_scalar(item):
+            items.append({"label": label, "text": _scalar(item), "children": None})
+        elif depth + 1 >= _OUTLINE_MAX_DEPTH:
+            items.append({"label": label, "text": _summarise(item) + " (in full in sections.json)", "children": None})
+        else:
+            items.append({"label": label, "text": None if item else "none", "children": _outline(item, depth + 1) or None})
+    return items
+
+
+def _display_datetime(value: str) -> str:
+    try:
+        moment = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(_dt.timezone.utc)
+    except ValueError:
+        return str(value)
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
+
+
+def _severity_rows(by_severity: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"key": key, "label": key.capitalize(), "count": int(by_severity.get(key, 0))}
         for key in SEVERITIES

@@ -1,8 +1,11 @@
 """The content fingerprint: equal inputs give the same pack, byte for byte.
 
-A fingerprint covers everything the pack's bytes depend on, and nothing that
-changes without the content changing (no wall clock, no pack or run ids), so a
-request can be answered with an existing pack when nothing moved.
+A fingerprint covers everything the pack's content depends on, and nothing that
+changes without the content changing (no pack or run ids), so a request can be
+answered with an existing pack when nothing moved. The one clock value in it is
+the UTC date of evaluation: a pack states each source's age in days and whether
+it is stale, and those change with the date. The pack's own identity (id,
+generation time) lives outside the content and outside the fingerprint.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from domain.options import PackOptions
 
 # Bumped whenever the pack's layout or rendering changes, so that old packs are not reused for new code.
-PACK_FORMAT_VERSION = 1
+PACK_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,22 @@ class ReportStamp:
 
 
 @dataclass(frozen=True)
+class FreshnessBasis:
+    """What the pack's statements about data age depend on besides the data itself."""
+
+    evaluated_on: str  # ISO date (UTC) against which ages and staleness are stated
+    stale_after_days: int
+
+
+@dataclass(frozen=True)
 class TenantPackInputs:
     tenant_id: int
     tenant_external_id: str
     tenant_name: str
     options: PackOptions
-    findings: SourceStamp
+    # The tenant's finding change counter (finding_stats.changes): it moves on every write to any
+    # of the tenant's findings, whichever column changed.
+    findings_changes: int
     hardening: dict[str, Any]
     hardening_updated_at: str | None = None
     reports: dict[str, ReportStamp] = field(default_factory=dict)
@@ -48,6 +61,7 @@ class TenantPackInputs:
     operations: SourceStamp | None = None
     # Runs change after creation (status, outcome, completion), and operations.csv shows it.
     operations_completed: SourceStamp | None = None
+    freshness: FreshnessBasis | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class ReviewPackInputs:
     summary: dict[str, Any]
     sections: list[Any]
     options: PackOptions
+    freshness: FreshnessBasis | None = None
 
 
 def canonical(value: object) -> bytes:

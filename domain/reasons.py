@@ -10,7 +10,7 @@ class ReasonCode(StrEnum):
     STORAGE_ERROR = "storage_error"  # the store refused the object (permissions, bucket missing)
     DATABASE_UNAVAILABLE = "database_unavailable"  # the database connection kept failing
     INVALID_SOURCE_DATA = "invalid_source_data"  # a source row could not be exported (e.g. a corrupt report)
-    SOURCE_MISSING = "source_missing"  # the tenant or review behind the pack is gone
+    SOURCE_MISSING = "source_missing"  # the tenant or review behind the pack is gone (or the review unpublished)
     WORKER_LOST = "worker_lost"  # the worker died repeatedly holding the run
     TIMEOUT = "timeout"  # the run hit its time limit
     DISK_FULL = "disk_full"  # the worker's temp disk stayed full past the retry budget
@@ -22,7 +22,7 @@ USER_MESSAGES: dict[ReasonCode, str] = {
     ReasonCode.STORAGE_ERROR: "The file store refused the pack. An operator needs to check the storage settings.",
     ReasonCode.DATABASE_UNAVAILABLE: "The database could not be reached while the pack was generated.",
     ReasonCode.INVALID_SOURCE_DATA: "Some of the tenant's stored data could not be exported.",
-    ReasonCode.SOURCE_MISSING: "The tenant or review behind this pack no longer exists.",
+    ReasonCode.SOURCE_MISSING: "The tenant or review behind this pack no longer exists, or the review is no longer published.",
     ReasonCode.WORKER_LOST: "Generation was interrupted repeatedly and was stopped.",
     ReasonCode.TIMEOUT: "Generation took longer than allowed.",
     ReasonCode.DISK_FULL: "The worker ran out of disk space while writing the pack. Request the pack again later.",

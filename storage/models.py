@@ -132,6 +132,20 @@ class Finding(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
 
 
+class FindingStats(Base):
+    """One counter per tenant, moved by database triggers on every write to its findings.
+
+    The host writes findings directly; the triggers (migration 0005) see every
+    insert, update and delete, so ``changes`` moves whenever any exported value
+    can have changed, and reading it costs one row whatever the tenant's size.
+    """
+
+    __tablename__ = "reviewpacks_finding_stats"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
 class StoredReport(Base):
     __tablename__ = "stored_reports"
     __table_args__ = (Index("ix_stored_reports_tenant_type_generated", "tenant_id", "report_type", "generated_at"),)
@@ -196,6 +210,14 @@ class ReviewPack(Base):
             postgresql_where=text("fingerprint IS NOT NULL AND status NOT IN ('expired', 'failed')"),
             sqlite_where=text("fingerprint IS NOT NULL AND status NOT IN ('expired', 'failed')"),
         ),
+        # One generation at a time per tenant: a second queued or generating pack cannot be inserted.
+        Index(
+            "uq_reviewpacks_packs_one_active_per_tenant",
+            "tenant_id",
+            unique=True,
+            postgresql_where=text("status IN ('queued', 'generating')"),
+            sqlite_where=text("status IN ('queued', 'generating')"),
+        ),
         Index("ix_reviewpacks_packs_listing", "workspace_id", "tenant_id", "created_at"),
         Index("ix_reviewpacks_packs_retention", "status", "expires_at"),
         Index("ix_reviewpacks_packs_status_expired", "status", "expired_at"),
@@ -220,6 +242,8 @@ class ReviewPack(Base):
     initiated_by_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # "tenant" or "review", stored so that a deleted review never makes a review pack look like a tenant pack.
+    kind: Mapped[str] = mapped_column(String(20), default="tenant", server_default="tenant")
     status: Mapped[str] = mapped_column(String(20), default="queued")
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     previous_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -35,7 +35,7 @@ from domain.states import (
     sources_for,
 )
 from storage.artifacts import ArtifactStore, ArtifactStoreError
-from storage.models import AuditLog, Notification, OperationRun, ReviewPack
+from storage.models import AuditLog, Notification, OperationRun, ReviewPack, Tenant
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Claim:
     fingerprint: str | None
     options: dict
     file_key: str
+    kind: str = "tenant"
 
 
 class ClaimState(StrEnum):
@@ -116,6 +117,7 @@ def claim(
         fingerprint=pack.fingerprint,
         options=dict(pack.options),
         file_key=pack.file_path,
+        kind=pack.kind,
     )
 
 
@@ -157,7 +159,10 @@ def mark_ready(
     disk: str,
     summary: dict,
     rows: int,
+    generated_at: dt.datetime | None = None,
 ) -> bool:
+    """``generated_at`` is the time the pack's metadata states; it defaults to ``now``."""
+    generated_at = generated_at or now
     run_done = session.execute(
         update(OperationRun)
         .where(*_owns(claim), OperationRun.status.in_(run_sources_for(RunStatus.COMPLETED)))
@@ -174,8 +179,8 @@ def mark_ready(
             summary=summary,
             rows_written=rows,
             bytes_written=size,
-            generated_at=now,
-            expires_at=now + retention,
+            generated_at=generated_at,
+            expires_at=generated_at + retention,
             updated_at=now,
         )
     ).rowcount
@@ -188,8 +193,8 @@ def mark_ready(
             user_id=claim.initiator_id,
             kind="review_pack.ready",
             title="Review pack ready",
-            body="Your review pack is ready to download.",
-            data={"pack_id": claim.pack_id, "operation_run_id": claim.run_id},
+            body=f"Review pack #{claim.pack_id} for {tenant_name(session, claim.tenant_id)} is ready to download.",
+            data={"pack_id": claim.pack_id, "operation_run_id": claim.run_id, "tenant_id": claim.tenant_id},
         )
     session.commit()
     return True
@@ -266,11 +271,17 @@ def mark_failed(
             user_id=pack.initiated_by_user_id,
             kind="review_pack.failed",
             title="Review pack failed",
-            body=USER_MESSAGES[reason],
-            data={"pack_id": pack.id, "operation_run_id": run.id, "reason_code": reason.value},
+            body=f"Review pack #{pack.id} for {tenant_name(session, pack.tenant_id)} failed: {USER_MESSAGES[reason]}",
+            data={"pack_id": pack.id, "operation_run_id": run.id, "tenant_id": pack.tenant_id, "reason_code": reason.value},
         )
     session.commit()
     return True
+
+
+def tenant_name(session: Session, tenant_id: int) -> str:
+    """How notifications name a tenant."""
+    name = session.execute(select(Tenant.name).where(Tenant.id == tenant_id)).scalar_one_or_none()
+    return name if name is not None else f"tenant {tenant_id}"
 
 
 def add_notification(session: Session, *, user_id: int, kind: str, title: str, body: str, data: dict) -> None:
@@ -314,11 +325,14 @@ def create_request(
     previous_fingerprint: str | None,
     options: dict,
     now: dt.datetime,
+    kind: str,
+    audit_details: dict,
 ) -> ReviewPack | None:
-    """Insert the run, the pack and the request's audit row in one transaction.
+    """Insert the run, the pack, the request's audit row and the queued notification in one transaction.
 
-    Returns None when a concurrent request inserted a live pack with the same fingerprint
-    first (the partial unique index refused this one); the caller looks again and reuses it.
+    Returns None when a concurrent request inserted a live pack first (a partial unique index
+    refused this one: the same fingerprint, or another active pack of the tenant); the caller
+    looks again and reuses it or refuses the request.
     """
     run = OperationRun(
         workspace_id=workspace_id,
@@ -335,6 +349,7 @@ def create_request(
         workspace_id=workspace_id,
         tenant_id=tenant_id,
         tenant_review_id=review_id,
+        kind=kind,
         operation_run_id=run.id,
         initiated_by_user_id=actor_id,
         status=PackStatus.QUEUED,
@@ -355,7 +370,15 @@ def create_request(
             actor_id=actor_id,
             action="review_pack.requested",
             pack_id=pack.id,
-            details={"outcome": "queued", "fingerprint": fingerprint},
+            details=audit_details,
+        )
+        add_notification(
+            session,
+            user_id=actor_id,
+            kind="review_pack.queued",
+            title="Review pack queued",
+            body=f"Review pack #{pack.id} for {tenant_name(session, tenant_id)} is queued for generation.",
+            data={"pack_id": pack.id, "operation_run_id": run.id, "tenant_id": tenant_id},
         )
         session.commit()
     except IntegrityError:

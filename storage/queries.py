@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, Select, func, select
 
 from domain import layout
-from domain.fingerprint import ReportStamp, ReviewPackInputs, SourceStamp, TenantPackInputs
+from domain.fingerprint import FreshnessBasis, ReportStamp, ReviewPackInputs, SourceStamp, TenantPackInputs
 from domain.options import PackOptions
 from domain.states import RUN_TYPE_GENERATE
-from storage.models import Finding, OperationRun, StoredReport, Tenant, TenantReview
+from storage.models import Finding, FindingStats, OperationRun, StoredReport, Tenant, TenantReview
 
 FINDING_COLUMNS = (
     Finding.id,
@@ -65,13 +65,6 @@ def _since_ts(since: dt.date) -> dt.datetime:
     return dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc)
 
 
-def _aggregate(conn: Connection, id_col, changed_col, *where) -> tuple[int, int | None, dt.datetime | None]:
-    count, max_id, latest = conn.execute(
-        select(func.count(), func.max(id_col), func.max(changed_col)).where(*where)
-    ).one()
-    return int(count), max_id, _as_utc(latest)
-
-
 def _stamp(count: int, max_id: int | None, latest: dt.datetime | None) -> SourceStamp:
     # Full precision: two changes within one second must still give different stamps.
     return SourceStamp(count=count, max_id=max_id, latest_change=_iso_full(latest))
@@ -91,13 +84,21 @@ def _as_utc(value):
     return value
 
 
-def latest_reports(conn: Connection, tenant_id: int) -> dict[str, dict | None]:
-    """The newest stored report of each exported type, or None where the tenant has none."""
+REPORT_STAMP_COLUMNS = (StoredReport.id, StoredReport.report_type, StoredReport.fingerprint, StoredReport.generated_at)
+
+
+def latest_reports(conn: Connection, tenant_id: int, *, payload: bool = True) -> dict[str, dict | None]:
+    """The newest stored report of each exported type, or None where the tenant has none.
+
+    ``payload=False`` reads only what the fingerprint needs: a request must not pay for
+    fetching report payloads, which can be large.
+    """
+    columns = (StoredReport,) if payload else REPORT_STAMP_COLUMNS
     reports: dict[str, dict | None] = {}
     for report_type in layout.REPORTS:
         row = (
             conn.execute(
-                select(StoredReport)
+                select(*columns)
                 .where(StoredReport.tenant_id == tenant_id, StoredReport.report_type == report_type)
                 .order_by(StoredReport.generated_at.desc(), StoredReport.id.desc())
                 .limit(1)
@@ -130,53 +131,51 @@ class TenantSources:
     freshness: dict[str, str | None]
 
 
-def tenant_sources(conn: Connection, tenant: Mapping, options: PackOptions, since: dt.date | None) -> TenantSources:
+def finding_changes(conn: Connection, tenant_id: int) -> int:
+    """The tenant's finding change counter; 0 for a tenant whose findings were never written."""
+    changes = conn.execute(select(FindingStats.changes).where(FindingStats.tenant_id == tenant_id)).scalar()
+    return int(changes or 0)
+
+
+def tenant_inputs(
+    conn: Connection,
+    tenant: Mapping,
+    options: PackOptions,
+    since: dt.date | None,
+    basis: FreshnessBasis,
+    reports: dict[str, dict | None] | None = None,
+) -> TenantPackInputs:
+    """The fingerprint inputs alone: a handful of indexed single-row reads, whatever the tenant's size.
+
+    A request computes only these; the findings enter through their change counter, which the
+    database's triggers keep, so no request aggregates a tenant's findings.
+    """
     if options.include_operations and since is None:
         raise ValueError("operations are included but no operations window start was given")
-    # One pass over the tenant's findings gives the fingerprint stamp (every status: resolving a
-    # finding touches updated_at and drops it from the pack) and the counts of the included ones.
-    groups = conn.execute(
-        select(Finding.severity, Finding.status, func.count(), func.max(Finding.id), func.max(Finding.updated_at))
-        .where(Finding.tenant_id == tenant["id"])
-        .group_by(Finding.severity, Finding.status)
-    ).all()
-    by_severity: dict[str, int] = {}
-    by_status: dict[str, int] = {}
-    total = 0
-    max_id = latest = None
-    for severity, status, count, group_max_id, group_latest in groups:
-        total += count
-        max_id = group_max_id if max_id is None else max(max_id, group_max_id)
-        group_latest = _as_utc(group_latest)
-        latest = group_latest if latest is None or (group_latest and group_latest > latest) else latest
-        if status in layout.INCLUDED_FINDING_STATUSES:
-            by_severity[severity] = by_severity.get(severity, 0) + count
-            by_status[status] = by_status.get(status, 0) + count
-
-    reports = latest_reports(conn, tenant["id"])
-    freshness = {
-        "findings": layout.iso(latest),
-        "hardening": layout.iso(tenant.get("hardening_updated_at")),
-    }
-    for report_type, report in reports.items():
-        freshness[report_key(report_type)] = layout.iso(report["generated_at"]) if report else None
-
+    if reports is None:
+        reports = latest_reports(conn, tenant["id"], payload=False)
     operations = operations_completed = None
     if options.include_operations:
-        window = _operations_filter(tenant["id"], since)
-        created = _aggregate(conn, OperationRun.id, OperationRun.created_at, *window)
-        completed = _aggregate(
-            conn, OperationRun.id, OperationRun.completed_at, *window, OperationRun.completed_at.is_not(None)
-        )
-        operations, operations_completed = _stamp(*created), _stamp(*completed)
-        freshness["operations"] = layout.iso(created[2])
-
-    inputs = TenantPackInputs(
+        # One statement for both stamps: every run in the window, and the completed ones among them.
+        completed = OperationRun.completed_at.is_not(None)
+        count, max_id, latest, done, done_max_id, done_latest = conn.execute(
+            select(
+                func.count(),
+                func.max(OperationRun.id),
+                func.max(OperationRun.created_at),
+                func.count().filter(completed),
+                func.max(OperationRun.id).filter(completed),
+                func.max(OperationRun.completed_at),
+            ).where(*_operations_filter(tenant["id"], since))
+        ).one()
+        operations = _stamp(int(count), max_id, _as_utc(latest))
+        operations_completed = _stamp(int(done), done_max_id, _as_utc(done_latest))
+    return TenantPackInputs(
         tenant_id=tenant["id"],
         tenant_external_id=str(tenant["external_id"]),
         tenant_name=tenant["name"],
         options=options,
-        findings=_stamp(total, max_id, latest),
+        findings_changes=finding_changes(conn, tenant["id"]),
         hardening=tenant["hardening"] or {},
         hardening_updated_at=_iso_full(tenant.get("hardening_updated_at")),
         reports={
@@ -186,8 +185,50 @@ def tenant_sources(conn: Connection, tenant: Mapping, options: PackOptions, sinc
         operations_since=since.isoformat() if options.include_operations else None,
         operations=operations,
         operations_completed=operations_completed,
+        freshness=basis,
     )
+
+
+def tenant_sources(
+    conn: Connection, tenant: Mapping, options: PackOptions, since: dt.date | None, basis: FreshnessBasis
+) -> TenantSources:
+    """The fingerprint inputs plus the counts and source dates the pack states (the worker's read)."""
+    # One pass over the tenant's findings gives the counts of the included ones and the newest
+    # observation: when the host last saw each finding, or last wrote it where it records no sighting.
+    groups = conn.execute(
+        select(Finding.severity, Finding.status, func.count(), func.max(Finding.last_seen_at), func.max(Finding.updated_at))
+        .where(Finding.tenant_id == tenant["id"])
+        .group_by(Finding.severity, Finding.status)
+    ).all()
+    by_severity: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    latest_seen = latest_write = None
+    for severity, status, count, group_seen, group_write in groups:
+        latest_seen = _later(latest_seen, _as_utc(group_seen))
+        latest_write = _later(latest_write, _as_utc(group_write))
+        if status in layout.INCLUDED_FINDING_STATUSES:
+            by_severity[severity] = by_severity.get(severity, 0) + count
+            by_status[status] = by_status.get(status, 0) + count
+
+    reports = latest_reports(conn, tenant["id"])
+    inputs = tenant_inputs(conn, tenant, options, since, basis, reports)
+    freshness = {
+        "findings": layout.iso(latest_seen or latest_write),
+        "hardening": layout.iso(tenant.get("hardening_updated_at")),
+    }
+    for report_type, report in reports.items():
+        freshness[report_key(report_type)] = layout.iso(report["generated_at"]) if report else None
+    if options.include_operations:
+        freshness["operations"] = layout.iso(_as_utc(inputs.operations.latest_change))
     return TenantSources(inputs, by_severity, by_status, reports, dict(sorted(freshness.items())))
+
+
+def _later(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
 
 
 def report_key(report_type: str) -> str:
@@ -195,7 +236,9 @@ def report_key(report_type: str) -> str:
     return layout.REPORTS[report_type].removeprefix("reports/").removesuffix(".json")
 
 
-def review_pack_inputs(conn: Connection, review: Mapping, tenant: Mapping, options: PackOptions) -> ReviewPackInputs:
+def review_pack_inputs(
+    conn: Connection, review: Mapping, tenant: Mapping, options: PackOptions, basis: FreshnessBasis
+) -> ReviewPackInputs:
     return ReviewPackInputs(
         review_id=review["id"],
         tenant_id=tenant["id"],
@@ -206,6 +249,7 @@ def review_pack_inputs(conn: Connection, review: Mapping, tenant: Mapping, optio
         summary=review["summary"] or {},
         sections=review["sections"] or [],
         options=options,
+        freshness=basis,
     )
 
 

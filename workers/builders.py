@@ -27,6 +27,7 @@ from domain.csvwrite import COPY_LINE_END, csv_line, spool_csv, write_csv
 from domain.executive_summary import render_review_summary, render_tenant_summary
 from domain.options import options_from_dict
 from domain.ziparchive import DeterministicZip, EntryDigest
+from reviewpacks import __version__
 from storage import export, queries, scratch
 from storage.packs import Claim
 
@@ -80,6 +81,10 @@ class Sources:
     chunk_size: int
     findings_reader: str  # "auto" | "copy" | "portable"
     progress: Progress
+    # The generation date and the staleness threshold every source's age is judged by.
+    basis: fingerprint.FreshnessBasis
+    # What the pack says about itself: its id, generation time and generator.
+    provenance: documents.Provenance
 
     def tenant(self) -> dict:
         tenant = queries.tenant_row(self.conn, self.claim.tenant_id)
@@ -88,10 +93,17 @@ class Sources:
         return tenant
 
     def review(self) -> dict:
-        review = queries.review_row(self.conn, self.claim.tenant_review_id)
+        review = queries.review_row(self.conn, self.claim.tenant_review_id) if self.claim.tenant_review_id is not None else None
         if review is None:
             raise SourceMissing("the review of this pack no longer exists")
+        if review["status"] != "published":
+            # Unpublished between the request and now: a pack must only ever show a published review.
+            raise SourceMissing("the review of this pack is no longer published")
         return review
+
+    @property
+    def evaluated_on(self) -> dt.date:
+        return dt.date.fromisoformat(self.basis.evaluated_on)
 
     @property
     def use_copy(self) -> bool:
@@ -116,9 +128,12 @@ def build_tenant(src: Sources) -> Plan:
     since = dt.date.fromisoformat(claim.options["operations_since"]) if options.include_operations else None
     pii = options.include_pii
 
-    sources = queries.tenant_sources(src.conn, tenant, options, since)
+    sources = queries.tenant_sources(src.conn, tenant, options, since, src.basis)
     fp = fingerprint.compute(sources.inputs)
-    reports, freshness = sources.reports, sources.freshness
+    reports = sources.reports
+    freshness = documents.freshness_entries(
+        sources.freshness, evaluated_on=src.evaluated_on, stale_after_days=src.basis.stale_after_days
+    )
     by_severity, by_status = sources.by_severity, sources.by_status
     hardening = documents.hardening_document(tenant["hardening"], include_pii=pii)
     files = layout.tenant_files(include_operations=options.include_operations)
@@ -151,6 +166,8 @@ def build_tenant(src: Sources) -> Plan:
             render_tenant_summary(
                 {
                     "tenant": identity,
+                    "pack": {"id": src.provenance.pack_id, "generated_at": src.provenance.generated_at},
+                    "stale_after_days": src.basis.stale_after_days,
                     "data_as_of": summary["data_as_of"],
                     "options": options.as_dict(),
                     "counts": {
@@ -202,6 +219,7 @@ def build_tenant(src: Sources) -> Plan:
                 options=options.as_dict(),
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
+                provenance=src.provenance,
             )
         )
 
@@ -220,13 +238,20 @@ def build_review(src: Sources) -> Plan:
     options = options_from_dict(claim.options)
     review = src.review()
     tenant = src.tenant()
-    fp = fingerprint.compute(queries.review_pack_inputs(src.conn, review, tenant, options))
+    fp = fingerprint.compute(queries.review_pack_inputs(src.conn, review, tenant, options, src.basis))
     content = documents.review_content(review, include_pii=options.include_pii)
     files = layout.review_files()
     identity = {"name": tenant["name"], "external_id": str(tenant["external_id"])}
     published_at = layout.iso(review["published_at"])
-    summary = documents.review_summary_document(review, content)
-    freshness = {"review": published_at}
+    stale_after_days = src.basis.stale_after_days
+    freshness = documents.freshness_entries(
+        {"review": published_at}, evaluated_on=src.evaluated_on, stale_after_days=stale_after_days
+    )
+    evidence = documents.evidence_freshness(
+        content["evidence_basis"], evaluated_on=src.evaluated_on, stale_after_days=stale_after_days
+    )
+    summary = documents.review_summary_document(review, content, evidence=evidence, freshness=freshness)
+    interpretation_version = content["raw_summary"].get("interpretation_version")
     entries = [
         Entry(layout.SECTIONS, documents.json_bytes({"sections": content["raw_sections"]})),
         Entry(layout.SUMMARY, documents.json_bytes(summary)),
@@ -235,6 +260,9 @@ def build_review(src: Sources) -> Plan:
             render_review_summary(
                 {
                     "tenant": identity,
+                    "pack": {"id": src.provenance.pack_id, "generated_at": src.provenance.generated_at},
+                    "stale_after_days": stale_after_days,
+                    "interpretation_version": None if interpretation_version is None else str(interpretation_version),
                     "review": {"id": review["id"], "published_at": published_at},
                     "headline": content["headline"],
                     "overall_status": content["overall_status"],
@@ -242,7 +270,7 @@ def build_review(src: Sources) -> Plan:
                     "accepted_risks": content["accepted_risks"],
                     "decisions": content["decisions"],
                     "sections": content["sections"],
-                    "evidence_basis": content["evidence_basis"],
+                    "evidence_basis": evidence,
                     "files": _file_list(files),
                     "disclosure": layout.DISCLOSURE,
                 }
@@ -259,14 +287,15 @@ def build_review(src: Sources) -> Plan:
                     "review": {
                         "id": review["id"],
                         "published_at": published_at,
-                        "interpretation_version": content["raw_summary"].get("interpretation_version"),
-                        "evidence_basis": content["evidence_basis"],
+                        "interpretation_version": interpretation_version,
+                        "evidence_basis": evidence,
                     },
                 },
                 fingerprint=fp,
                 options=options.as_dict(),
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
+                provenance=src.provenance,
             )
         )
 
@@ -274,7 +303,8 @@ def build_review(src: Sources) -> Plan:
 
 
 def builder_for(claim: Claim) -> Callable[[Sources], Plan]:
-    return build_review if claim.tenant_review_id is not None else build_tenant
+    # The kind is stored on the pack: a review pack whose review was deleted stays a review pack.
+    return build_review if claim.kind == layout.PackKind.REVIEW else build_tenant
 
 
 def ordered(plan: Plan) -> Iterator[Entry | None]:
@@ -322,18 +352,34 @@ class BuiltPack:
     rows: int
     summary: dict
     fingerprint: str
+    generated_at: dt.datetime
+
+
+def generator() -> str:
+    """The project and version that wrote a pack, as metadata.json names it."""
+    return f"reviewpacks {__version__}"
 
 
 def build_file(
-    claim: Claim, *, engine: Engine, chunk_size: int, findings_reader: str, progress: Progress
+    claim: Claim, *, engine: Engine, chunk_size: int, findings_reader: str, stale_after_days: int, progress: Progress
 ) -> BuiltPack:
     """Build the claim's pack from one snapshot into a scratch file; the caller owns (and removes) it."""
+    # One clock reading: the pack states it as its generation time and judges every source's age by its date.
+    generated_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    basis = fingerprint.FreshnessBasis(generated_at.date().isoformat(), stale_after_days)
+    provenance = documents.Provenance(claim.pack_id, layout.iso(generated_at), generator())
     fd, path = scratch.new_file(claim.pack_id)
     try:
         with os.fdopen(fd, "w+b") as out:
             with queries.snapshot(engine) as conn:
                 sources = Sources(
-                    conn=conn, claim=claim, chunk_size=chunk_size, findings_reader=findings_reader, progress=progress
+                    conn=conn,
+                    claim=claim,
+                    chunk_size=chunk_size,
+                    findings_reader=findings_reader,
+                    progress=progress,
+                    basis=basis,
+                    provenance=provenance,
                 )
                 plan = builder_for(claim)(sources)
                 write_archive(out, plan)
@@ -343,7 +389,13 @@ def build_file(
             out.seek(0)
             sha = hashlib.file_digest(out, "sha256").hexdigest()
         return BuiltPack(
-            path=path, sha256=sha, size=size, rows=plan.tally.rows, summary=plan.summary, fingerprint=plan.fingerprint
+            path=path,
+            sha256=sha,
+            size=size,
+            rows=plan.tally.rows,
+            summary=plan.summary,
+            fingerprint=plan.fingerprint,
+            generated_at=generated_at,
         )
     except BaseException:
         path.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """`reviewpacks`: the command line over the same client and settings.
 
-Exit codes: 0 ok, 2 usage or invalid request, 3 not found, 4 forbidden, 1 any other failure.
+Exit codes: 0 ok, 2 usage or invalid request, 3 not found, 4 forbidden, 5 conflict (a generation
+with other options is in progress for the tenant), 1 any other failure.
 A failure prints one line on stderr; `--debug` adds the traceback.
 """
 
@@ -35,7 +36,7 @@ from reviewpacks.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from workers.client import PackView, ReviewPackClient
 
-EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_FORBIDDEN, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5
 
 WORKER_COMMAND = "celery -A workers.app worker -Q review_packs,maintenance"
 # How long a pack may sit in `queued` before the CLI asks the broker whether any worker consumes
@@ -127,7 +128,7 @@ def _errors() -> Iterator[None]:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from storage.db import SchemaNotReady
-    from workers.client import DispatchFailed, Forbidden, InvalidRequest, NotFound, WaitTimeout
+    from workers.client import Conflict, DispatchFailed, Forbidden, InvalidRequest, NotFound, WaitTimeout
 
     try:
         yield
@@ -137,6 +138,8 @@ def _errors() -> Iterator[None]:
         raise _fail(EXIT_FORBIDDEN, "forbidden", str(exc)) from None
     except InvalidRequest as exc:
         raise _fail(EXIT_INVALID, "invalid request", str(exc)) from None
+    except Conflict as exc:
+        raise _fail(EXIT_CONFLICT, "conflict", str(exc)) from None
     except WaitTimeout as exc:
         raise _fail(EXIT_FAILURE, "timed out", str(exc)) from None
     except DispatchFailed as exc:
@@ -194,6 +197,7 @@ def _status_table(view: PackView) -> Table:
     options = ", ".join(f"{k}={v}" for k, v in sorted(view.options.items())) or "-"
     rows: list[tuple[str, object]] = [
         ("pack", view.id),
+        ("kind", view.kind),
         ("status", view.status),
         ("tenant", view.tenant_id),
         ("review", view.tenant_review_id if view.tenant_review_id is not None else "-"),
@@ -501,6 +505,16 @@ def list_packs(
             str(view.tenant_review_id) if view.tenant_review_id is not None else "-",
         )
     console.print(table if views else "no packs")
+
+
+@app.command("review-status")
+def review_status(
+    review: int = typer.Argument(..., metavar="REVIEW", help="Review id."), actor: int = typer.Option(..., "--actor")
+) -> None:
+    """Print whether a review's pack is available, generating, unavailable or expired."""
+    client = _client()
+    with client, _errors():
+        console.print(client.review_pack_status(review, actor))
 
 
 @app.command("url")

@@ -57,6 +57,10 @@ class InvalidRequest(ReviewPackError):
     """400: bad arguments, an unpublished review, or a pack not in a state for the call."""
 
 
+class Conflict(ReviewPackError):
+    """409: another generation with other inputs is already in progress for the tenant."""
+
+
 class WaitTimeout(ReviewPackError):
     """The pack did not reach a final state within the timeout."""
 
@@ -90,10 +94,21 @@ class PackView:
     expired_at: dt.datetime | None = None
     # Set while the pack's task awaits a broker that did not take it (see DispatchFailed).
     dispatch_pending_since: dt.datetime | None = None
+    kind: str = layout.PackKind.TENANT.value
 
     @property
     def is_final(self) -> bool:
         return self.status in TERMINAL_PACK_STATUSES
+
+
+# What review_pack_status answers (seed 004 FR-008, without the seed's UI-only states).
+REVIEW_PACK_AVAILABLE = "available"
+REVIEW_PACK_GENERATING = "generating"
+REVIEW_PACK_UNAVAILABLE = "unavailable"
+REVIEW_PACK_EXPIRED = "expired"
+
+# The review-export outcomes the seed's audit log names, for the request outcomes here.
+REVIEW_EXPORT_OUTCOMES = {"reused_ready": "reused", "reused_active": "reused_active_run", "queued": "queued"}
 
 
 @dataclass(frozen=True)
@@ -277,7 +292,7 @@ class ReviewPackClient:
             tenant = self._tenant(session, tenant_id, actor_id, Action.REQUEST)
             since = queries.operations_since(utcnow().date()) if options.include_operations else None
             tenant_row = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
-            inputs = queries.tenant_sources(session.connection(), tenant_row, options, since).inputs
+            inputs = queries.tenant_inputs(session.connection(), tenant_row, options, since, self._freshness_basis())
             stored_options: dict[str, Any] = options.as_dict()
             if since is not None:
                 stored_options["operations_since"] = since.isoformat()
@@ -286,6 +301,7 @@ class ReviewPackClient:
                 workspace_id=tenant.workspace_id,
                 tenant_id=tenant.id,
                 review_id=None,
+                kind=layout.PackKind.TENANT,
                 actor_id=actor_id,
                 fp=fingerprint.compute(inputs),
                 options=stored_options,
@@ -314,12 +330,13 @@ class ReviewPackClient:
             review_row, tenant_row = queries.review_row(conn, review.id), queries.tenant_row(conn, tenant.id)
             if review_row is None or tenant_row is None:
                 raise _not_found()
-            inputs = queries.review_pack_inputs(conn, review_row, tenant_row, options)
+            inputs = queries.review_pack_inputs(conn, review_row, tenant_row, options, self._freshness_basis())
             return self._request(
                 session,
                 workspace_id=tenant.workspace_id,
                 tenant_id=tenant.id,
                 review_id=review.id,
+                kind=layout.PackKind.REVIEW,
                 actor_id=actor_id,
                 fp=fingerprint.compute(inputs),
                 options=options.as_dict(),
@@ -332,11 +349,20 @@ class ReviewPackClient:
         workspace_id: int,
         tenant_id: int,
         review_id: int | None,
+        kind: layout.PackKind,
         actor_id: int,
         fp: str,
         options: dict[str, Any],
     ) -> RequestResult:
         audit: dict[str, Any] = dict(workspace_id=workspace_id, tenant_id=tenant_id, actor_id=actor_id, action="review_pack.requested")
+
+        def details(outcome: str) -> dict[str, Any]:
+            recorded: dict[str, Any] = {"outcome": outcome, "fingerprint": fp}
+            if review_id is not None:
+                # The seed's review-export audit names the review and its own outcome words.
+                recorded.update(review_id=review_id, export_outcome=REVIEW_EXPORT_OUTCOMES.get(outcome, outcome))
+            return recorded
+
         # Two rounds at most: when a concurrent request wins the insert, the second round finds its pack.
         for _ in range(3):
             live = session.execute(
@@ -355,13 +381,14 @@ class ReviewPackClient:
                 live = None
             if live is not None:
                 outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
-                packs.add_audit(session, **audit, pack_id=live.id, details={"outcome": outcome, "fingerprint": fp})
+                packs.add_audit(session, **audit, pack_id=live.id, details=details(outcome))
                 session.commit()
                 view = self._view(session, live)
                 if live.status == PackStatus.QUEUED and live.dispatch_pending_since is not None:
                     # The pack this request joins still awaits the broker: the request dispatches it, or says it could not.
                     self._dispatch(session, view, pending=True)
                 return RequestResult(outcome, view)
+            self._refuse_if_tenant_busy(session, audit, tenant_id, fp, details)
 
             previous = session.execute(
                 select(ReviewPack.fingerprint)
@@ -369,7 +396,8 @@ class ReviewPackClient:
                     ReviewPack.workspace_id == workspace_id,
                     ReviewPack.tenant_id == tenant_id,
                     ReviewPack.status == PackStatus.READY,
-                    ReviewPack.tenant_review_id.is_(None) if review_id is None else ReviewPack.tenant_review_id == review_id,
+                    ReviewPack.kind == kind.value,
+                    *([] if review_id is None else [ReviewPack.tenant_review_id == review_id]),
                 )
                 .order_by(ReviewPack.generated_at.desc(), ReviewPack.id.desc())
                 .limit(1)
@@ -384,6 +412,8 @@ class ReviewPackClient:
                 previous_fingerprint=previous,
                 options=options,
                 now=now,
+                kind=kind.value,
+                audit_details=details("queued"),
             )
             if pack is None:
                 continue
@@ -405,6 +435,37 @@ class ReviewPackClient:
         if pending:
             packs.dispatched(session, [view.id], now=utcnow())
             session.commit()
+
+    def _freshness_basis(self) -> fingerprint.FreshnessBasis:
+        return fingerprint.FreshnessBasis(utcnow().date().isoformat(), self.settings.stale_after_days)
+
+    def _refuse_if_tenant_busy(
+        self, session: Session, audit: dict[str, Any], tenant_id: int, fp: str, details: Callable[[str], dict[str, Any]]
+    ) -> None:
+        """One generation at a time per tenant (seed T012 checkActiveRun): other inputs are refused.
+
+        The refusal is audited and nothing else is written. The partial unique index
+        uq_reviewpacks_packs_one_active_per_tenant makes the same decision for two requests that race.
+        """
+        active = session.execute(
+            select(ReviewPack.id)
+            .where(
+                ReviewPack.tenant_id == tenant_id,
+                ReviewPack.status.in_(ACTIVE_PACK_STATUSES),
+                # An active pack with these very inputs is shared, not refused: it is found by the
+                # fingerprint lookup (or, when it was committed a moment ago, by the next round).
+                ReviewPack.fingerprint.is_distinct_from(fp),
+            )
+            .limit(1)
+        ).scalar_one_or_none()
+        if active is None:
+            return
+        packs.add_audit(session, **audit, pack_id=active, details=details("refused_conflict"))
+        session.commit()
+        raise Conflict(
+            f"generation already in progress for this tenant (pack {active}); "
+            "request again once it is ready, or ask for the same options to share it"
+        )
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -436,6 +497,7 @@ class ReviewPackClient:
             reason_code=reason,
             expired_at=pack.expired_at,
             dispatch_pending_since=pack.dispatch_pending_since,
+            kind=pack.kind,
         )
 
     def get_pack(self, pack_id: int, actor_id: int) -> PackView:
@@ -491,25 +553,78 @@ class ReviewPackClient:
         return expiry
 
     def download_url(self, pack_id: int, actor_id: int) -> str:
+        """A presigned GET URL, valid for min(the TTL setting, the pack's remaining life)."""
         _check_id("pack_id", pack_id)
         _check_id("actor_id", actor_id)
         with self._session() as session:
             pack = self._pack(session, pack_id, actor_id, Action.DOWNLOAD_URL)
-            if pack.status != PackStatus.READY or pack.expires_at is None or pack.expires_at <= utcnow():
-                raise InvalidRequest(f"pack {pack_id} is {pack.status}, not ready for download")
+            ttl_seconds = self._downloadable_for(session, pack, utcnow())
             tenant = session.get(Tenant, pack.tenant_id)
             if tenant is None or pack.file_path is None or pack.generated_at is None:
                 raise _not_found()
-            ttl_minutes = self.settings.download_url_ttl_minutes
             url = self.store.download_url(
                 pack.file_path,
                 filename=layout.download_filename(str(tenant.external_id), pack.generated_at.date()),
-                ttl_seconds=ttl_minutes * 60,
+                ttl_seconds=ttl_seconds,
             )
             # The URL is a bearer credential: the audit row records that one was issued, never the URL.
-            _audit(session, pack, actor_id, "review_pack.download_url_issued", {"ttl_minutes": ttl_minutes})
+            _audit(session, pack, actor_id, "review_pack.download_url_issued", {"ttl_seconds": ttl_seconds})
             session.commit()
             return url
+
+    def _downloadable_for(self, session: Session, pack: ReviewPack, now: dt.datetime) -> int:
+        """Seconds a download URL for this pack may live; NotFound (404, seed T015) saying why there is none."""
+        if pack.status == PackStatus.EXPIRED:
+            raise NotFound(f"pack {pack.id} has expired; request a new one")
+        if pack.status == PackStatus.FAILED:
+            raise NotFound(f"pack {pack.id} failed and has no file to download")
+        if pack.status != PackStatus.READY:
+            raise NotFound(f"pack {pack.id} is {pack.status}, not ready for download yet")
+        remaining = int((pack.expires_at - now).total_seconds()) if pack.expires_at is not None else 0
+        if remaining < 1:
+            raise NotFound(f"pack {pack.id} has expired; request a new one")
+        if pack.kind == layout.PackKind.REVIEW:
+            published = session.execute(
+                select(TenantReview.id).where(TenantReview.id == pack.tenant_review_id, TenantReview.status == "published")
+            ).scalar_one_or_none()
+            if published is None:
+                raise NotFound(f"pack {pack.id} belongs to a review that is no longer published")
+        return min(self.settings.download_url_ttl_minutes * 60, remaining)
+
+    def review_pack_status(self, review_id: int, actor_id: int) -> str:
+        """Where the current pack of a review stands: available | generating | unavailable | expired.
+
+        available: a ready, unexpired pack of the published review exists; generating: one is queued
+        or being generated; expired: the newest finished pack has expired; unavailable: the review is
+        not published, or no pack exists, or the newest one failed.
+        """
+        _check_id("review_id", review_id)
+        _check_id("actor_id", actor_id)
+        with self._session() as session:
+            row = session.execute(
+                select(TenantReview.status, Tenant.id)
+                .join(Tenant, Tenant.id == TenantReview.tenant_id)
+                .join(WorkspaceMembership, self._membership(actor_id, Tenant.workspace_id))
+                .where(TenantReview.id == review_id)
+            ).first()
+            if row is None:
+                raise _not_found()
+            self._tenant(session, row[1], actor_id, Action.GET)
+            if row[0] != "published":
+                return REVIEW_PACK_UNAVAILABLE
+            review_packs = session.execute(
+                select(ReviewPack.status, ReviewPack.expires_at)
+                .where(ReviewPack.kind == layout.PackKind.REVIEW, ReviewPack.tenant_review_id == review_id)
+                .order_by(ReviewPack.created_at.desc(), ReviewPack.id.desc())
+            ).all()
+        now = utcnow()
+        if any(status == PackStatus.READY and expires_at and expires_at > now for status, expires_at in review_packs):
+            return REVIEW_PACK_AVAILABLE
+        if any(status in ACTIVE_PACK_STATUSES for status, _ in review_packs):
+            return REVIEW_PACK_GENERATING
+        if review_packs and review_packs[0][0] in (PackStatus.EXPIRED, PackStatus.READY):
+            return REVIEW_PACK_EXPIRED
+        return REVIEW_PACK_UNAVAILABLE
 
     def expire_pack(self, pack_id: int, actor_id: int) -> PackView:
         _check_id("pack_id", pack_id)

@@ -111,6 +111,7 @@ def generate(
             engine=sessions.kw["bind"],
             chunk_size=settings.findings_chunk_size,
             findings_reader=settings.findings_reader,
+            stale_after_days=settings.stale_after_days,
             progress=reporter,
         )
         if built.fingerprint != claim.fingerprint:
@@ -128,12 +129,13 @@ def generate(
                 session,
                 claim,
                 now=utcnow(),
-                retention=dt.timedelta(days=settings.retention_days),
+                retention=settings.retention,
                 sha256=built.sha256,
                 size=built.size,
                 disk=store.name,
                 summary=built.summary,
                 rows=built.rows,
+                generated_at=built.generated_at,
             )
         if not finished:
             raise LostClaim()

@@ -17,10 +17,14 @@ from domain import layout
 from domain.documents import (
     SCHEMA_VERSION,
     InvalidSourceData,
+    Provenance,
     compact_json,
+    content_sha256,
     data_as_of,
+    evidence_freshness,
     file_entries,
     finding_row,
+    freshness_entries,
     hardening_document,
     json_bytes,
     metadata_document,
@@ -29,6 +33,7 @@ from domain.documents import (
     review_content,
     review_summary_document,
     severity_counts,
+    source_freshness,
     summary_document,
 )
 from domain.redaction import PII_PLACEHOLDER, SECRET_PLACEHOLDER
@@ -37,6 +42,11 @@ from domain.ziparchive import DeterministicZip, EntryDigest
 UTC = dt.timezone.utc
 SUBJECT_ID = uuid.UUID("3f2504e0-4f89-41d3-9a0c-0305e82c3301")
 FP = "a" * 64
+PROVENANCE = Provenance(pack_id=314, generated_at="2026-11-21T09:05:00Z", generator="reviewpacks 9.9.9")
+
+
+def _fresh(freshness: dict) -> dict:
+    return freshness_entries(freshness, evaluated_on=dt.date(2026, 11, 21), stale_after_days=7)
 
 
 def at(day: int, hour: int = 0) -> dt.datetime:
@@ -422,12 +432,13 @@ class TestDataAsOf:
             ({"a": None, "b": None}, None),
             ({"a": ""}, None),
             ({"a": "2026-11-20T08:00:00Z"}, "2026-11-20"),
-            ({"a": "2026-11-20T08:00:00Z", "b": "2026-11-21T00:00:00Z", "c": None}, "2026-11-21"),
-            ({"z": "2025-12-31T23:59:59Z", "a": "2026-01-01T00:00:00Z"}, "2026-01-01"),
-            ({"a": "2026-11-21T00:00:00Z", "b": "2026-11-20T23:59:59Z"}, "2026-11-21"),
+            ({"a": "2026-11-20T08:00:00Z", "b": "2026-11-21T00:00:00Z", "c": None}, "2026-11-20"),
+            ({"z": "2025-12-31T23:59:59Z", "a": "2026-01-01T00:00:00Z"}, "2025-12-31"),
+            ({"a": "2026-11-21T00:00:00Z", "b": "2026-11-20T23:59:59Z"}, "2026-11-20"),
         ],
     )
-    def test_newest_date(self, freshness, expected):
+    def test_oldest_date(self, freshness, expected):
+        # The pack is only as current as its least current source.
         assert data_as_of(freshness) == expected
 
 
@@ -465,7 +476,7 @@ class TestSummaryDocument:
             by_severity={"high": 3, "critical": 1, "urgent": 2},
             by_status={"new": 4, "acknowledged": 2, "resolved": 9},
             operations=4,
-            freshness={"operations": "2026-11-20T07:59:00Z", "findings": "2026-11-20T08:00:00Z", "hardening": None},
+            freshness=_fresh({"operations": "2026-11-10T07:59:00Z", "findings": "2026-11-20T08:00:00Z", "hardening": None}),
         )
         assert document == {
             "schema_version": 1,
@@ -484,18 +495,18 @@ class TestSummaryDocument:
                 },
                 "operations": 4,
             },
-            "data_as_of": "2026-11-20",
+            "data_as_of": "2026-11-10",
             "data_freshness": {
-                "findings": "2026-11-20T08:00:00Z",
-                "hardening": None,
-                "operations": "2026-11-20T07:59:00Z",
+                "findings": {"as_of": "2026-11-20T08:00:00Z", "age_days": 1, "status": "current"},
+                "hardening": {"as_of": None, "age_days": None, "status": "missing"},
+                "operations": {"as_of": "2026-11-10T07:59:00Z", "age_days": 11, "status": "stale"},
             },
         }
         assert list(document["data_freshness"]) == ["findings", "hardening", "operations"]
         assert list(document["counts"]["findings"]["by_status"]) == ["new", "acknowledged"]
 
     def test_empty_tenant(self):
-        document = summary_document(by_severity={}, by_status={}, operations=None, freshness={"findings": None})
+        document = summary_document(by_severity={}, by_status={}, operations=None, freshness=_fresh({"findings": None}))
         assert document["counts"] == {
             "findings": {
                 "total": 0,
@@ -514,7 +525,7 @@ class TestSummaryDocument:
         assert document["counts"]["operations"] == 0
 
     def test_serialises_deterministically(self):
-        kwargs = dict(by_severity={"low": 1}, by_status={"new": 1}, operations=None, freshness={"b": None, "a": None})
+        kwargs = dict(by_severity={"low": 1}, by_status={"new": 1}, operations=None, freshness=_fresh({"b": None, "a": None}))
         assert json_bytes(summary_document(**kwargs)) == json_bytes(summary_document(**kwargs))
 
 
@@ -556,7 +567,7 @@ class TestFileEntries:
 
 
 class TestMetadataDocument:
-    FRESHNESS = {"operations": "2026-11-20T07:59:00Z", "findings": "2026-11-20T08:00:00Z", "entra_admin_roles": None}
+    FRESHNESS = _fresh({"operations": "2026-11-20T07:59:00Z", "findings": "2026-11-20T08:00:00Z", "entra_admin_roles": None})
 
     def document(self, include_operations: bool = True) -> dict:
         specs = layout.tenant_files(include_operations=include_operations)
@@ -568,6 +579,7 @@ class TestMetadataDocument:
             options={"include_pii": False, "include_operations": include_operations},
             freshness=self.FRESHNESS,
             files=files,
+            provenance=PROVENANCE,
         )
 
     def test_top_level_keys(self):
@@ -576,6 +588,8 @@ class TestMetadataDocument:
                 "schema_version",
                 "kind",
                 "pack",
+                "generator",
+                "content_sha256",
                 "fingerprint",
                 "options",
                 "data_as_of",
@@ -591,7 +605,12 @@ class TestMetadataDocument:
         document = self.document()
         assert document["schema_version"] == 1
         assert document["kind"] == "tenant"
-        assert document["pack"] == {"tenant": {"name": "Contoso", "external_id": str(SUBJECT_ID)}}
+        assert document["pack"] == {
+            "tenant": {"name": "Contoso", "external_id": str(SUBJECT_ID)},
+            "id": 314,
+            "generated_at": "2026-11-21T09:05:00Z",
+        }
+        assert document["generator"] == "reviewpacks 9.9.9"
         assert document["fingerprint"] == FP
         assert document["options"] == {"include_pii": False, "include_operations": True}
 
@@ -638,8 +657,9 @@ class TestMetadataDocument:
             identity={"review": {"id": 11, "published_at": "2026-11-21T09:30:00Z"}},
             fingerprint=FP,
             options={"include_pii": True, "include_operations": False},
-            freshness={"review": "2026-11-21T09:30:00Z"},
+            freshness=_fresh({"review": "2026-11-21T09:30:00Z"}),
             files=file_entries(specs, _digests(s.path for s in specs)),
+            provenance=PROVENANCE,
         )
         assert document["kind"] == "review"
         assert document["appendix"] == ["metadata.json", "sections.json", "summary.json"]
@@ -656,6 +676,7 @@ class TestMetadataDocument:
             options=options,
             freshness={},
             files=[],
+            provenance=PROVENANCE,
         )
         assert document["pack"] is not identity
         assert document["options"] is not options
@@ -683,6 +704,7 @@ class TestMetadataDocument:
                         options={},
                         freshness={},
                         files=file_entries(specs, {**digests, **later}),
+                        provenance=PROVENANCE,
                     )
                     archive.write_bytes(spec.path, json_bytes(document))
                 else:
@@ -695,6 +717,10 @@ class TestMetadataDocument:
                 data = zf.read(path)
                 assert entry["sha256"] == hashlib.sha256(data).hexdigest()
                 assert entry["size"] == len(data)
+            # content_sha256 is what `sha256sum <content entries, sorted> | sha256sum` prints.
+            content = sorted(set(zf.namelist()) - {"metadata.json", "executive-summary.html"})
+            listing = "".join(f"{hashlib.sha256(zf.read(p)).hexdigest()}  {p}\n" for p in content)
+            assert metadata["content_sha256"] == hashlib.sha256(listing.encode()).hexdigest()
 
 
 REVIEW = {
@@ -766,21 +792,22 @@ class TestReviewContent:
             {"source": "hardening", "as_of": None},
         ]
         assert content["sections"] == [
-            {"title": "Identity", "body": "MFA is enforced."},
-            {"title": "apps", "body": ""},
-            {"title": "Listed", "body": ""},
-            {"title": "Untitled section", "body": ""},
-            {"title": "Untitled section", "body": f"Mail {PII_PLACEHOLDER}"},
+            {"title": "Identity", "body": "MFA is enforced.", "structured_body": None},
+            {"title": "apps", "body": "", "structured_body": {"table": [["app", "scope"]]}},
+            {"title": "Listed", "body": "", "structured_body": ["a", "b"]},
+            {"title": "Untitled section", "body": "", "structured_body": None},
+            {"title": "Untitled section", "body": f"Mail {PII_PLACEHOLDER}", "structured_body": None},
         ]
         assert content["raw_summary"]["reviewer"] == {"displayName": PII_PLACEHOLDER, "id": "u-9"}
         assert content["raw_summary"]["api_token"] == SECRET_PLACEHOLDER
 
-    def test_structured_section_bodies_stay_in_the_raw_sections(self):
+    def test_structured_section_bodies_are_kept_for_the_page_and_the_raw_sections(self):
         content = review_content(REVIEW, include_pii=True)
         assert content["raw_sections"][1]["body"] == {"table": [["app", "scope"]]}
         assert content["raw_sections"][2]["body"] == ["a", "b"]
         assert [s["body"] for s in content["sections"]] == ["MFA is enforced.", "", "", "", "Mail ops@contoso.com"]
         assert all(type(s["body"]) is str for s in content["sections"])
+        assert [s["structured_body"] for s in content["sections"]][1:3] == [{"table": [["app", "scope"]]}, ["a", "b"]]
 
     def test_with_pii_names_and_addresses_stay_but_secrets_do_not(self):
         content = review_content(REVIEW, include_pii=True)
@@ -849,3 +876,73 @@ class TestReviewSummaryDocument:
         document = review_summary_document({"id": 1, "status": "draft"}, content)
         assert document["review"] == {"id": 1, "status": "draft", "published_at": None}
         assert document["counts"] == {"key_findings": 0, "accepted_risks": 0, "decisions": 0, "sections": 0}
+
+
+class TestFreshness:
+    EVALUATED = dt.date(2026, 11, 21)
+
+    @pytest.mark.parametrize(
+        "as_of, age, status",
+        [
+            ("2026-11-21T23:59:59Z", 0, "current"),
+            ("2026-11-14T00:00:00Z", 7, "current"),  # exactly the threshold is not yet older than it
+            ("2026-11-13T23:59:59Z", 8, "stale"),
+            ("2025-11-21", 365, "stale"),
+            ("2026-11-25T00:00:00Z", 0, "current"),  # stamped in the future by a skewed host clock
+            (None, None, "missing"),
+            ("", None, "missing"),
+            ("last tuesday", None, "missing"),
+            ("2026-13-45", None, "missing"),
+        ],
+    )
+    def test_status_and_age(self, as_of, age, status):
+        entry = source_freshness(as_of, evaluated_on=self.EVALUATED, stale_after_days=7)
+        assert entry == {"as_of": as_of, "age_days": age, "status": status}
+
+    def test_threshold_is_the_setting(self):
+        assert source_freshness("2026-11-19", evaluated_on=self.EVALUATED, stale_after_days=1)["status"] == "stale"
+        assert source_freshness("2026-11-19", evaluated_on=self.EVALUATED, stale_after_days=2)["status"] == "current"
+
+    def test_entries_are_sorted_by_source(self):
+        entries = freshness_entries({"b": None, "a": "2026-11-21"}, evaluated_on=self.EVALUATED, stale_after_days=7)
+        assert list(entries) == ["a", "b"]
+
+    def test_evidence_basis_items_gain_age_and_status(self):
+        evidence = evidence_freshness(
+            [{"source": "findings", "as_of": "2026-11-01"}, {"source": "hardening", "as_of": None}],
+            evaluated_on=self.EVALUATED,
+            stale_after_days=7,
+        )
+        assert evidence == [
+            {"source": "findings", "as_of": "2026-11-01", "age_days": 20, "status": "stale"},
+            {"source": "hardening", "as_of": None, "age_days": None, "status": "missing"},
+        ]
+
+    def test_review_summary_states_the_evidence_basis(self):
+        content = review_content(REVIEW, include_pii=True)
+        evidence = evidence_freshness(content["evidence_basis"], evaluated_on=self.EVALUATED, stale_after_days=7)
+        freshness = freshness_entries({"review": "2026-11-21T09:30:00Z"}, evaluated_on=self.EVALUATED, stale_after_days=7)
+        document = review_summary_document(REVIEW, content, evidence=evidence, freshness=freshness)
+        assert document["evidence_basis"] == evidence
+        assert document["data_freshness"] == {"review": {"as_of": "2026-11-21T09:30:00Z", "age_days": 0, "status": "current"}}
+
+
+class TestContentSha256:
+    FILES = [
+        {"path": "executive-summary.html", "sha256": "1" * 64},
+        {"path": "summary.json", "sha256": "3" * 64},
+        {"path": "findings.csv", "sha256": "2" * 64},
+    ]
+
+    def test_is_the_sha256sum_listing_of_the_content_entries_in_name_order(self):
+        listing = f"{'2' * 64}  findings.csv\n{'3' * 64}  summary.json\n"
+        assert content_sha256(self.FILES) == hashlib.sha256(listing.encode()).hexdigest()
+
+    def test_the_entries_that_name_the_pack_are_left_out(self):
+        changed = [dict(f, sha256="f" * 64) if f["path"] == "executive-summary.html" else f for f in self.FILES]
+        assert content_sha256(changed) == content_sha256(self.FILES)
+        assert content_sha256([*self.FILES, {"path": "metadata.json", "sha256": "9" * 64}]) == content_sha256(self.FILES)
+
+    def test_any_content_entry_moves_it(self):
+        changed = [dict(f, sha256="f" * 64) if f["path"] == "findings.csv" else f for f in self.FILES]
+        assert content_sha256(changed) != content_sha256(self.FILES)

@@ -54,6 +54,16 @@ REVIEW_HEADINGS = [
 VOID_ELEMENTS = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "source"}
 
 
+PACK = {"id": 314, "generated_at": "2026-11-21T09:05:00Z"}
+
+
+def fresh(as_of, age_days, stale_after_days=7):
+    """A data_freshness entry as documents.source_freshness states it."""
+    if age_days is None:
+        return {"as_of": as_of, "age_days": None, "status": "missing"}
+    return {"as_of": as_of, "age_days": age_days, "status": "stale" if age_days > stale_after_days else "current"}
+
+
 def tenant_ctx(**overrides):
     ctx = {
         "tenant": {"name": "Contoso Ltd", "external_id": "contoso-001"},
@@ -65,12 +75,14 @@ def tenant_ctx(**overrides):
             "by_status": {"new": 12, "acknowledged": 5},
             "operations": 4,
         },
+        "pack": PACK,
+        "stale_after_days": 7,
         "data_freshness": {
-            "findings": "2026-11-20T08:00:00+00:00",
-            "hardening": "2026-11-19T22:15:00+00:00",
-            "permission_posture": "2026-11-18T06:00:00+00:00",
-            "entra_admin_roles": None,
-            "operations": "2026-11-20T07:59:00+00:00",
+            "findings": fresh("2026-11-20T08:00:00+00:00", 1),
+            "hardening": fresh("2026-11-19T22:15:00+00:00", 2),
+            "permission_posture": fresh("2026-11-18T06:00:00+00:00", 3),
+            "entra_admin_roles": fresh(None, None),
+            "operations": fresh("2026-11-20T07:59:00+00:00", 1),
         },
         "hardening": {
             "mfa_enforced": True,
@@ -105,8 +117,11 @@ def review_ctx(**overrides):
         ],
         "decisions": [{"title": "Retire on-premises sync", "detail": "Planned for Q1."}],
         "sections": [{"title": "Identity", "body": "First paragraph.\n\nSecond paragraph.\nSame paragraph."}],
-        "evidence_basis": [{"source": "findings", "as_of": "2026-11-20T08:00:00+00:00"},
-                           {"source": "hardening", "as_of": None}],
+        "pack": PACK,
+        "stale_after_days": 7,
+        "interpretation_version": "2026.11",
+        "evidence_basis": [{"source": "findings", **fresh("2026-11-20T08:00:00+00:00", 1)},
+                           {"source": "hardening", **fresh(None, None)}],
         "files": copy.deepcopy(FILES),
         "disclosure": DISCLOSURE,
     }
@@ -350,7 +365,7 @@ def test_hostile_tenant_text_is_escaped_everywhere():
         hardening={HOSTILE: HOSTILE, "nested": {HOSTILE: HOSTILE}},
         files=[{"path": HOSTILE, "role": HOSTILE, "description": HOSTILE}],
         disclosure=HOSTILE + "\n" + HOSTILE,
-        data_freshness={"findings": HOSTILE, HOSTILE: HOSTILE},
+        data_freshness={"findings": fresh(HOSTILE, None), HOSTILE: fresh(HOSTILE, None)},
         data_as_of=HOSTILE,
     )
     html = render_tenant_summary(ctx)
@@ -432,7 +447,7 @@ def test_review_hostile_text_is_escaped_and_severity_class_is_not_taken_from_dat
         accepted_risks=[{"title": HOSTILE, "justification": HOSTILE, "expires": HOSTILE}],
         decisions=[{"title": HOSTILE, "detail": HOSTILE}],
         sections=[{"title": HOSTILE, "body": HOSTILE + "\n\n" + HOSTILE}],
-        evidence_basis=[{"source": HOSTILE, "as_of": HOSTILE}],
+        evidence_basis=[{"source": HOSTILE, **fresh(HOSTILE, None)}],
     )
     html = render_review_summary(ctx)
     parsed = outline(html)
@@ -450,3 +465,74 @@ def test_review_page_has_no_fingerprint_or_raw_json():
 
     assert "fingerprint" not in html.lower()
     assert "{&#34;" not in html and '{"' not in html
+
+
+IDENTITY = re.compile(r'<dd id="pack-identity">[^<]*</dd>')
+
+
+@pytest.mark.parametrize("render, ctx", [(render_tenant_summary, tenant_ctx), (render_review_summary, review_ctx)])
+def test_the_page_names_its_pack_in_one_marked_element(render, ctx):
+    html = render(ctx())
+    assert IDENTITY.findall(html) == ['<dd id="pack-identity">#314, generated 21 November 2026, 09:05 UTC</dd>']
+    other = render(ctx(pack={"id": 315, "generated_at": "2026-11-22T00:00:00Z"}))
+    # Everything but the identity is the same page: the content part is deterministic.
+    assert other != html
+    assert IDENTITY.sub("", other) == IDENTITY.sub("", html)
+
+
+def test_tenant_page_states_each_source_age_and_calls_out_stale_and_missing_ones():
+    freshness = {
+        "findings": fresh("2026-11-20T08:00:00Z", 1),
+        "hardening": fresh("2026-11-01T08:00:00Z", 20),
+        "entra_admin_roles": fresh(None, None),
+    }
+    html = render_tenant_summary(tenant_ctx(data_freshness=freshness, data_as_of="2026-11-01"))
+    text = text_of(html)
+    assert "1 day old" in text and "20 days old" in text
+    assert 'id="freshness-warning"' in html
+    assert "more than 7 days old" in text
+    assert "Hardening is stale: last updated 20 days old." in text
+    assert "Entra admin roles report is missing: no usable date was recorded." in text
+    assert "Findings is" not in text
+    assert "1 November 2026 (the oldest source)" in text
+
+
+def test_no_callout_when_every_source_is_current():
+    freshness = {"findings": fresh("2026-11-20T08:00:00Z", 1), "hardening": fresh("2026-11-21T08:00:00Z", 0)}
+    html = render_tenant_summary(tenant_ctx(data_freshness=freshness))
+    assert 'id="freshness-warning"' not in html
+    assert "today" in text_of(html)
+
+
+def test_review_page_shows_interpretation_version_and_evidence_status():
+    evidence = [{"source": "findings", **fresh("2026-10-01", 51)}, {"source": "hardening", **fresh("2026-11-20", 1)}]
+    html = render_review_summary(review_ctx(evidence_basis=evidence))
+    text = text_of(html)
+    assert "Interpretation version 2026.11" in text
+    assert "findings is stale: last updated 51 days old." in text
+    assert "51 days old" in text and "1 day old" in text
+    assert "Not recorded" in text_of(render_review_summary(review_ctx(interpretation_version=None)))
+
+
+def test_structured_section_bodies_are_rendered_as_an_outline():
+    sections = [
+        {"title": "Apps", "body": "", "structured_body": {"owner_count": 3, "apps": [{"name": "CRM", "scope": "Mail.Read"}], "empty": []}},
+        {"title": "Listed", "body": "", "structured_body": ["alpha", HOSTILE]},
+    ]
+    html = render_review_summary(review_ctx(sections=sections))
+    text = text_of(html)
+    assert "<strong>Owner count</strong>: 3" in html
+    assert "<strong>Name</strong>: CRM" in html and "<strong>Scope</strong>: Mail.Read" in html
+    assert "<strong>Empty</strong>: none" in html
+    assert "alpha" in text
+    assert HOSTILE not in html and "<script>alert" not in html
+    assert html.count('<ul class="outline">') == 4
+
+
+def test_deep_structured_bodies_are_summarised_past_a_fixed_depth():
+    deep: object = "bottom"
+    for _ in range(500):
+        deep = {"level": deep}
+    html = render_review_summary(review_ctx(sections=[{"title": "Deep", "body": "", "structured_body": deep}]))
+    assert html.count('<ul class="outline">') == 6
+    assert "(in full in sections.json)" in text_of(html)

@@ -13,6 +13,7 @@ import pytest
 from domain import fingerprint
 from domain.fingerprint import (
     PACK_FORMAT_VERSION,
+    FreshnessBasis,
     ReportStamp,
     ReviewPackInputs,
     SourceStamp,
@@ -33,7 +34,7 @@ def tenant_inputs(**overrides) -> TenantPackInputs:
         tenant_external_id=EXTERNAL_ID,
         tenant_name="Contoso Ltd",
         options=PackOptions(include_pii=True, include_operations=True),
-        findings=SourceStamp(count=42, max_id=913, latest_change="2026-11-20T08:00:00Z"),
+        findings_changes=4213,
         hardening={"mfa_enforced": True, "secure_score": 71.5, "ca": {"policies": 12, "report_only": 3}},
         reports={
             "entra.admin_roles": ReportStamp(report_id=5, fingerprint="r-abc", generated_at="2026-11-18T06:00:00Z"),
@@ -41,6 +42,7 @@ def tenant_inputs(**overrides) -> TenantPackInputs:
         },
         operations_since="2026-10-21",
         operations=SourceStamp(count=4, max_id=88, latest_change="2026-11-20T07:59:00Z"),
+        freshness=FreshnessBasis(evaluated_on="2026-11-21", stale_after_days=7),
     )
     values.update(overrides)
     return TenantPackInputs(**values)
@@ -57,6 +59,7 @@ def review_inputs(**overrides) -> ReviewPackInputs:
         summary={"headline": "Good progress", "key_findings": [{"title": "MFA gaps", "severity": "high"}]},
         sections=[{"key": "identity", "title": "Identity", "body": "Text."}],
         options=PackOptions(include_pii=True, include_operations=False),
+        freshness=FreshnessBasis(evaluated_on="2026-11-21", stale_after_days=7),
     )
     values.update(overrides)
     return ReviewPackInputs(**values)
@@ -87,10 +90,12 @@ TENANT_CHANGES = {
     "option_include_operations": lambda: tenant_inputs(
         options=PackOptions(include_pii=True, include_operations=False)
     ),
-    "findings_count": lambda: tenant_inputs(findings=SourceStamp(43, 913, "2026-11-20T08:00:00Z")),
-    "findings_max_id": lambda: tenant_inputs(findings=SourceStamp(42, 914, "2026-11-20T08:00:00Z")),
-    "findings_max_id_none": lambda: tenant_inputs(findings=SourceStamp(42, None, "2026-11-20T08:00:00Z")),
-    "findings_latest_change": lambda: tenant_inputs(findings=SourceStamp(42, 913, "2026-11-20T08:00:01Z")),
+    # Any write to any finding moves the counter by at least one.
+    "findings_changes": lambda: tenant_inputs(findings_changes=4214),
+    "findings_changes_zero": lambda: tenant_inputs(findings_changes=0),
+    # Ages and stale flags are stated against the evaluation date, with this threshold.
+    "evaluated_on": lambda: tenant_inputs(freshness=FreshnessBasis(evaluated_on="2026-11-22", stale_after_days=7)),
+    "stale_after_days": lambda: tenant_inputs(freshness=FreshnessBasis(evaluated_on="2026-11-21", stale_after_days=8)),
     "hardening_value": lambda: tenant_inputs(
         hardening={"mfa_enforced": False, "secure_score": 71.5, "ca": {"policies": 12, "report_only": 3}}
     ),
@@ -157,6 +162,8 @@ REVIEW_CHANGES = {
     "option_include_operations": lambda: review_inputs(
         options=PackOptions(include_pii=True, include_operations=True)
     ),
+    "evaluated_on": lambda: review_inputs(freshness=FreshnessBasis(evaluated_on="2026-11-22", stale_after_days=7)),
+    "stale_after_days": lambda: review_inputs(freshness=FreshnessBasis(evaluated_on="2026-11-21", stale_after_days=3)),
 }
 
 
@@ -198,7 +205,7 @@ class TestStability:
                 "tenant_external_id": EXTERNAL_ID,
                 "tenant_name": "Contoso Ltd",
                 "options": {"include_pii": True, "include_operations": True},
-                "findings": {"count": 42, "max_id": 913, "latest_change": "2026-11-20T08:00:00Z"},
+                "findings_changes": 4213,
                 "hardening": {"mfa_enforced": True, "secure_score": 71.5, "ca": {"policies": 12, "report_only": 3}},
                 "hardening_updated_at": None,
                 "reports": {
@@ -216,23 +223,24 @@ class TestStability:
                 "operations_since": "2026-10-21",
                 "operations": {"count": 4, "max_id": 88, "latest_change": "2026-11-20T07:59:00Z"},
                 "operations_completed": None,
+                "freshness": {"evaluated_on": "2026-11-21", "stale_after_days": 7},
             },
         }
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         assert BASE == hashlib.sha256(text.encode()).hexdigest()
 
     def test_pinned_value_for_the_current_format(self):
-        assert PACK_FORMAT_VERSION == 1
+        assert PACK_FORMAT_VERSION == 2
         empty = TenantPackInputs(
             tenant_id=1,
             tenant_external_id="00000000-0000-0000-0000-000000000001",
             tenant_name="T",
             options=PackOptions(include_pii=False, include_operations=False),
-            findings=SourceStamp(),
+            findings_changes=0,
             hardening={},
         )
         expected_text = (
-            '{"format":1,"inputs":{"findings":{"count":0,"latest_change":null,"max_id":null},"hardening":{},'
+            '{"format":2,"inputs":{"findings_changes":0,"freshness":null,"hardening":{},'
             '"hardening_updated_at":null,"operations":null,"operations_completed":null,"operations_since":null,'
             '"options":{"include_operations":false,"include_pii":false},'
             '"reports":{},"tenant_external_id":"00000000-0000-0000-0000-000000000001","tenant_id":1,'

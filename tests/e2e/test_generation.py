@@ -6,14 +6,15 @@ import csv
 import datetime as dt
 import io
 import re
+import subprocess
 import uuid
 
 import pytest
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from domain.redaction import PII_PLACEHOLDER
-from storage.models import Finding, Notification, OperationRun, ReviewPack, StoredReport
+from storage.models import Finding, Notification, OperationRun, ReviewPack, StoredReport, Tenant
 from tests.support.packs import (
     TENANT_PACK_FILES,
     object_bytes,
@@ -76,7 +77,12 @@ def test_request_becomes_ready_with_the_contract_layout(stack, worker):
     assert "<svg" in html and "Contoso Ltd" in html
 
     assert (run.type, run.status, run.outcome) == ("tenant.review_pack.generate", "completed", "succeeded")
-    assert [n.kind for n in notes] == ["review_pack.ready"]
+    assert [n.kind for n in notes] == ["review_pack.queued", "review_pack.ready"]
+    assert notes[1].body == f"Review pack #{pack.id} for Contoso Ltd is ready to download."
+    assert metadata["pack"]["id"] == pack.id
+    assert metadata["pack"]["generated_at"] == pack.generated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert metadata["generator"].startswith("reviewpacks ")
+    assert all(entry["status"] in ("current", "stale", "missing") for entry in summary["data_freshness"].values())
     assert pack.expires_at - pack.generated_at == dt.timedelta(days=stack.settings.retention_days)
     assert list((stack.home / "tmp").rglob("review-pack-*")) == []
 
@@ -103,6 +109,8 @@ def test_presigned_url_downloads_the_pack_over_http(stack, worker):
     head = stack.store()._client.head_object(Bucket=stack.bucket, Key=f"review-packs/{pack_key(stack, pack.id)}")
     assert head["ServerSideEncryption"] == "AES256"
     assert head["Metadata"]["sha256"] == pack.sha256
+    # The seed's X-Review-Pack-SHA256 header: S3 returns the object's sha256 metadata on the download itself.
+    assert response.headers["x-amz-meta-sha256"] == pack.sha256
 
 
 def test_include_pii_false_hides_names_and_keeps_uuids(stack, worker):
@@ -169,21 +177,84 @@ def test_identical_request_reuses_the_ready_pack_without_a_new_object(stack, wor
     assert sorted(stack.store().keys()) == keys_before
 
 
-def test_same_fingerprint_regenerates_byte_identical_bytes(stack, worker):
+IDENTITY = re.compile(rb'<dd id="pack-identity">[^<]*</dd>')
+
+
+def test_same_fingerprint_regenerates_identical_content(stack, worker, tmp_path):
     ids = seed(stack, findings=500)
     first = _ready(stack, ids)
-    first_bytes = object_bytes(stack, first)
+    first_zip = open_zip(object_bytes(stack, first))
     # Take the first pack out of dedupe without touching the source data.
     with stack.session() as session:
         session.execute(update(ReviewPack).where(ReviewPack.id == first.id).values(status="expired"))
         session.commit()
 
     second = _ready(stack, ids)
+    second_zip = open_zip(object_bytes(stack, second))
 
     assert second.id != first.id
     assert second.fingerprint == first.fingerprint
-    assert second.sha256 == first.sha256
-    assert object_bytes(stack, second) == first_bytes
+    assert first_zip.namelist() == second_zip.namelist()
+    for name in first_zip.namelist():
+        if name not in ("metadata.json", "executive-summary.html"):
+            assert first_zip.read(name) == second_zip.read(name), name
+    # The page differs only in the element that names the pack.
+    pages = [z.read("executive-summary.html") for z in (first_zip, second_zip)]
+    assert pages[0] != pages[1]
+    assert IDENTITY.sub(b"", pages[0]) == IDENTITY.sub(b"", pages[1])
+    metadata = [read_json(z, "metadata.json") for z in (first_zip, second_zip)]
+    assert metadata[0]["content_sha256"] == metadata[1]["content_sha256"]
+    assert [m["pack"]["id"] for m in metadata] == [first.id, second.id]
+
+    # content_sha256 is what the documented sha256sum line prints for the unpacked pack.
+    second_zip.extractall(tmp_path)
+    script = (
+        "sha256sum $(find . -type f ! -name metadata.json ! -name executive-summary.html "
+        "| sed 's|^\\./||' | LC_ALL=C sort) | sha256sum"
+    )
+    printed = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert printed.split()[0] == metadata[1]["content_sha256"]
+
+
+def test_last_seen_at_moved_without_updated_at_gives_a_new_pack(stack, worker):
+    ids = seed(stack, findings=30)
+    first = _ready(stack, ids)
+    with stack.session() as session:
+        # The host records a new sighting of one finding and leaves updated_at alone.
+        target = session.execute(
+            select(Finding.id).where(Finding.tenant_id == ids.tenant_id, Finding.status == "new").limit(1)
+        ).scalar_one()
+        session.execute(
+            update(Finding).where(Finding.id == target).values(last_seen_at=dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc))
+        )
+        session.commit()
+
+    again = stack.client().request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert again.outcome == "queued" and again.pack.fingerprint != first.fingerprint
+    second = stack.client().wait(again.pack.id, ids.manager_id, timeout=WAIT)
+    rows = list(csv.DictReader(io.StringIO(open_zip(object_bytes(stack, second)).read("findings.csv").decode())))
+    assert next(r for r in rows if int(r["id"]) == target)["last_seen_at"] == "2031-01-01T00:00:00Z"
+
+
+def test_stale_and_missing_sources_are_stated_in_the_pack(stack, worker):
+    ids = seed(stack, findings=10)
+    now = dt.datetime.now(dt.timezone.utc)
+    with stack.session() as session:
+        session.execute(update(Tenant).where(Tenant.id == ids.tenant_id).values(hardening_updated_at=now - dt.timedelta(days=30)))
+        session.execute(delete(StoredReport).where(StoredReport.tenant_id == ids.tenant_id, StoredReport.report_type == "entra.admin_roles"))
+        session.commit()
+
+    pack = _ready(stack, ids)
+    archive = open_zip(object_bytes(stack, pack))
+    freshness = read_json(archive, "summary.json")["data_freshness"]
+    assert freshness["hardening"]["status"] == "stale" and freshness["hardening"]["age_days"] == 30
+    assert freshness["entra_admin_roles"] == {"as_of": None, "age_days": None, "status": "missing"}
+    assert read_json(archive, "summary.json")["data_as_of"] == (now - dt.timedelta(days=30)).date().isoformat()
+    html = archive.read("executive-summary.html").decode()
+    assert 'id="freshness-warning"' in html
+    assert "Hardening is stale: last updated 30 days old." in html
+    assert "Entra admin roles report is missing" in html
+    assert read_json(archive, "metadata.json")["data_freshness"] == freshness
 
 
 def test_changed_data_gives_a_new_pack_that_records_the_previous_fingerprint(stack, worker):
@@ -204,7 +275,6 @@ def test_changed_data_gives_a_new_pack_that_records_the_previous_fingerprint(sta
 
 
 def test_cli_request_wait_shows_progress_and_ends_with_the_url(stack, worker):
-    import subprocess
     import sys
 
     from tests.conftest import ROOT

@@ -96,6 +96,13 @@ def test_review_pack_has_the_review_layout_and_metadata(stack, worker):
         assert f">{heading}</h2>" in html
     assert pack.fingerprint not in html
     assert "reason_code" not in html
+    # The pack names itself and states its evidence basis with ages (seed FR-005, stale evidence edge case).
+    assert metadata["pack"]["id"] == pack.id
+    assert metadata["pack"]["review"]["evidence_basis"][0]["status"] == "current"
+    assert read_json(archive, "summary.json")["evidence_basis"] == metadata["pack"]["review"]["evidence_basis"]
+    assert f'<dd id="pack-identity">#{pack.id}, generated ' in html
+    assert "<dt>Interpretation version</dt>\n<dd>2026.1</dd>" in html
+    assert 'id="freshness-warning"' not in html
 
     again = stack.client().request_review_pack(ids.review_id, ids.manager_id)
     assert (again.outcome, again.pack.id) == ("reused_ready", pack.id)
@@ -140,6 +147,9 @@ def test_hostile_text_stays_text_in_every_file(stack, worker):
         for name in archive.namelist():
             if name.endswith(".json"):
                 json.loads(archive.read(name))
+    # The structured section body is on the page as an outline, not dropped.
+    review_html = open_zip(object_bytes(stack, review)).read("executive-summary.html").decode()
+    assert "<strong>Nested</strong>" in review_html and "<li>1</li>" in review_html
     archive = open_zip(object_bytes(stack, tenant_pack))
     import csv
     import io

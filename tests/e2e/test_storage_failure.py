@@ -42,7 +42,13 @@ def test_storage_down_fails_the_pack_with_a_reason_and_leaves_nothing(stack, dea
     assert (run.status, run.outcome, run.context["reason_code"]) == ("completed", "failed", "storage_unavailable")
     # One first attempt and two retries, per REVIEWPACKS_TRANSIENT_MAX_RETRIES=2.
     assert run.attempts == 3
-    assert [(n.kind, n.data["reason_code"]) for n in notes] == [("review_pack.failed", "storage_unavailable")]
+    assert [(n.kind, n.data.get("reason_code")) for n in notes] == [
+        ("review_pack.queued", None),
+        ("review_pack.failed", "storage_unavailable"),
+    ]
+    # The failure notice names the pack and carries the reason's safe message, never an address.
+    assert notes[1].body.startswith(f"Review pack #{pack.id} for ") and "could not be reached" in notes[1].body
+    assert "http" not in notes[1].body and stack.bucket not in notes[1].body
     assert list(stack.store().keys()) == []
     assert list((stack.home / "tmp").rglob("review-pack-*")) == []
     assert pack.sha256 is None and pack.file_size is None

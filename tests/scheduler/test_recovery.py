@@ -43,6 +43,11 @@ def world(pg_url, tmp_path):
 
 def _run(settings, ws, tenant, *, run_status, pack_status, heartbeat_ago=None, attempts=1, created_ago=dt.timedelta(0)):
     with runtime.session_factory(settings.database_url)() as session:
+        # A tenant of its own per pack: a tenant has at most one queued or generating pack.
+        own = Tenant(workspace_id=ws, external_id=uuid.uuid4(), name=f"t{tenant}", hardening={})
+        session.add(own)
+        session.flush()
+        tenant = own.id
         run = OperationRun(
             workspace_id=ws, tenant_id=tenant, type="tenant.review_pack.generate", status=run_status, attempts=attempts,
             created_at=NOW - created_ago, heartbeat_at=NOW - heartbeat_ago if heartbeat_ago is not None else None,

@@ -30,7 +30,7 @@ CONTRACT_TABLES = {
     "operation_runs",
     "tenant_reviews",
 }
-OWN_TABLES = {"reviewpacks_packs", "reviewpacks_audit_logs", "reviewpacks_notifications"}
+OWN_TABLES = {"reviewpacks_packs", "reviewpacks_audit_logs", "reviewpacks_notifications", "reviewpacks_finding_stats"}
 LEGACY_MIGRATIONS = Path(__file__).resolve().parent / "legacy_migrations"
 
 
@@ -246,3 +246,83 @@ def test_a_database_at_legacy_revision_0003_upgrades_cleanly(legacy_url):
             assert inspector.get_pk_constraint(table)["name"] == f"pk_{table}"
             assert all(fk["name"].startswith(f"fk_{table}_") for fk in inspector.get_foreign_keys(table))
     engine.dispose()
+
+
+def _seed_before_0005(url: str, *, active_packs: int = 1) -> None:
+    """Rows as a database at revision 0004 holds them: findings, a review pack whose review is gone."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO workspaces (id, name) VALUES (1, 'w')"))
+        conn.execute(
+            text("INSERT INTO tenants (id, workspace_id, external_id, name) VALUES (1, 1, :u, 't')"),
+            {"u": "3f2504e04f8941d39a0c0305e82c3301" if url.startswith("sqlite") else "3f2504e0-4f89-41d3-9a0c-0305e82c3301"},
+        )
+        for i in range(3):
+            conn.execute(
+                text(
+                    "INSERT INTO findings (tenant_id, finding_type, severity, status, subject_type, title, evidence, updated_at) "
+                    "VALUES (1, 'x', 'high', 'new', 'user', :t, '{}', CURRENT_TIMESTAMP)"
+                ),
+                {"t": f"f{i}"},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO operation_runs (id, workspace_id, tenant_id, type, status, context, created_at) VALUES "
+                "(1, 1, 1, 'tenant.review_pack.generate', 'completed', '{\"review_id\": 5}', CURRENT_TIMESTAMP), "
+                "(2, 1, 1, 'tenant.review_pack.generate', 'completed', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+        # Pack 1 came from review 5, since deleted (tenant_review_id SET NULL); pack 2 is a tenant pack.
+        conn.execute(
+            text(
+                "INSERT INTO reviewpacks_packs (workspace_id, tenant_id, operation_run_id, status, options, summary, created_at, updated_at) "
+                "VALUES (1, 1, 1, 'ready', '{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), "
+                "(1, 1, 2, 'ready', '{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        for _ in range(active_packs):
+            conn.execute(
+                text(
+                    "INSERT INTO reviewpacks_packs (workspace_id, tenant_id, status, options, summary, created_at, updated_at) "
+                    "VALUES (1, 1, 'queued', '{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_0005_starts_counters_from_existing_rows_and_recognises_review_packs(scratch_pg, tmp_path, dialect):
+    url = scratch_pg if dialect == "postgresql" else f"sqlite:///{tmp_path / 'embedded.db'}"
+    db.upgrade(url, "0004")
+    _seed_before_0005(url)
+    db.upgrade(url, "0005")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT changes FROM reviewpacks_finding_stats WHERE tenant_id = 1")).scalar_one() == 3
+        kinds = conn.execute(text("SELECT operation_run_id, kind FROM reviewpacks_packs WHERE operation_run_id IS NOT NULL ORDER BY 1")).all()
+        assert [tuple(k) for k in kinds] == [(1, "review"), (2, "tenant")]
+        # The triggers count the host's writes from now on, on either dialect.
+        conn.execute(text("UPDATE findings SET last_seen_at = CURRENT_TIMESTAMP WHERE title = 'f0'"))
+        after_update = conn.execute(text("SELECT changes FROM reviewpacks_finding_stats WHERE tenant_id = 1")).scalar_one()
+        conn.execute(text("DELETE FROM findings WHERE title = 'f1'"))
+        after_delete = conn.execute(text("SELECT changes FROM reviewpacks_finding_stats WHERE tenant_id = 1")).scalar_one()
+        assert 3 < after_update < after_delete
+        # A second queued pack for the tenant is refused by the database itself.
+        with pytest.raises(Exception, match="uq_reviewpacks_packs_one_active_per_tenant|UNIQUE constraint failed"):
+            with conn.begin_nested():
+                conn.execute(
+                    text(
+                        "INSERT INTO reviewpacks_packs (workspace_id, tenant_id, status, options, summary, created_at, updated_at) "
+                        "VALUES (1, 1, 'generating', '{}', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    )
+                )
+    engine.dispose()
+    db.downgrade(url, "0004")
+    assert "reviewpacks_finding_stats" not in _tables(url)
+
+
+def test_0005_stops_with_a_message_when_a_tenant_has_two_active_packs(scratch_pg):
+    db.upgrade(scratch_pg, "0004")
+    _seed_before_0005(scratch_pg, active_packs=2)
+    with pytest.raises(RuntimeError, match="more than one queued or generating pack: 1;"):
+        db.upgrade(scratch_pg, "0005")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import delete, event, text, update
 
 from domain import fingerprint
 from domain.options import PackOptions
@@ -93,11 +94,88 @@ def test_stream_of_an_empty_tenant_yields_nothing(pg_session, tenant):
     assert list(queries.stream_findings(pg_session.connection(), tenant.id, chunk_size=10)) == []
 
 
+BASIS = fingerprint.FreshnessBasis(evaluated_on="2026-11-21", stale_after_days=7)
+
+
 def _fp(session, tenant, options=None, since=dt.date(2026, 10, 21)):
     options = options or PackOptions(True, True)
     session.flush()
     session.refresh(tenant)
-    return fingerprint.compute(queries.tenant_sources(session.connection(), _row_of(tenant), options, since).inputs)
+    inputs = queries.tenant_inputs(session.connection(), _row_of(tenant), options, since, BASIS)
+    # The worker's full read computes the same inputs as the request's cheap one.
+    assert queries.tenant_sources(session.connection(), _row_of(tenant), options, since, BASIS).inputs == inputs
+    return fingerprint.compute(inputs)
+
+
+EXPORTED_CHANGES = {
+    "last_seen_at": NOW + dt.timedelta(hours=1),
+    "first_seen_at": NOW - dt.timedelta(days=3),
+    "status": "acknowledged",
+    "severity": "critical",
+    "title": "renamed",
+    "evidence": {"changed": True},
+    "subject_display_name": "Someone Else",
+    "subject_external_id": uuid.UUID("00000000-0000-0000-0000-0000000000aa"),
+    "subject_type": "group",
+    "finding_type": "y",
+}
+
+
+@pytest.mark.parametrize("column", list(EXPORTED_CHANGES))
+def test_any_exported_column_changed_without_updated_at_moves_the_fingerprint(pg_session, tenant, column):
+    ids = _findings(pg_session, tenant.id, 3)
+    before = _fp(pg_session, tenant)
+    # The host rewrites one value and leaves updated_at alone.
+    pg_session.execute(update(Finding).where(Finding.id == ids[1]).values({column: EXPORTED_CHANGES[column]}))
+    assert _fp(pg_session, tenant) != before
+
+
+def test_inserts_updates_deletes_and_truncate_each_move_the_counter(pg_session, tenant):
+    other = Tenant(workspace_id=tenant.workspace_id, external_id=uuid.uuid4(), name="other", hardening={})
+    pg_session.add(other)
+    pg_session.flush()
+    conn = pg_session.connection()
+    ids = _findings(pg_session, tenant.id, 4)
+    _findings(pg_session, other.id, 2)
+    pg_session.flush()
+    assert (queries.finding_changes(conn, tenant.id), queries.finding_changes(conn, other.id)) == (4, 2)
+
+    # One statement touching many rows counts every row (its old and its new version), for its own
+    # tenant only.
+    pg_session.execute(update(Finding).where(Finding.tenant_id == tenant.id).values(last_seen_at=NOW))
+    assert (queries.finding_changes(conn, tenant.id), queries.finding_changes(conn, other.id)) == (12, 2)
+    # Moving a finding to another tenant counts for both.
+    pg_session.execute(update(Finding).where(Finding.id == ids[0]).values(tenant_id=other.id))
+    assert (queries.finding_changes(conn, tenant.id), queries.finding_changes(conn, other.id)) == (13, 3)
+    pg_session.execute(delete(Finding).where(Finding.id == ids[1]))
+    assert queries.finding_changes(conn, tenant.id) == 14
+    pg_session.execute(text("TRUNCATE findings"))
+    assert (queries.finding_changes(conn, tenant.id), queries.finding_changes(conn, other.id)) == (15, 4)
+    # Deleting a tenant cascades to its findings and its counter without tripping over either.
+    pg_session.execute(delete(Tenant).where(Tenant.id == other.id))
+    assert queries.finding_changes(conn, other.id) == 0
+
+
+def test_a_request_reads_no_finding_rows(pg_session, tenant):
+    _findings(pg_session, tenant.id, 5)
+    pg_session.add(StoredReport(tenant_id=tenant.id, report_type="permission_posture", fingerprint="abc", payload={"big": "x" * 1000}, generated_at=NOW))
+    pg_session.flush()
+    statements = []
+    engine = pg_session.get_bind().engine
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        queries.tenant_inputs(pg_session.connection(), _row_of(tenant), PackOptions(True, True), dt.date(2026, 10, 21), BASIS)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # The cost of a request does not grow with the tenant's findings: it reads their counter only.
+    assert statements and not any(re.search(r"\bFROM findings\b", s) for s in statements)
+    assert any("finding_stats" in s for s in statements)
+    # Nor report payloads, which can be large: the fingerprint needs their ids, fingerprints and dates.
+    assert not any("payload" in s for s in statements)
 
 
 def test_fingerprint_inputs_are_stable_and_follow_every_source(pg_session, tenant):

@@ -125,8 +125,9 @@ ACTIONS = ["request", "request_review_pack", "get", "list", "wait", "download_ur
 MANAGE_ONLY = {"request", "request_review_pack", "expire"}
 # What a successful call writes: (packs, runs, audit rows, notifications, published messages).
 WRITES = {
-    "request": (1, 1, 1, 0, 1),
-    "request_review_pack": (1, 1, 1, 0, 1),
+    # The notification is the requester's "queued" notice.
+    "request": (1, 1, 1, 1, 1),
+    "request_review_pack": (1, 1, 1, 1, 1),
     "download_url": (0, 0, 1, 0, 0),
     "expire": (0, 0, 1, 0, 0),
 }

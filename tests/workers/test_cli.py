@@ -56,6 +56,7 @@ def test_request_then_the_identical_request_says_what_happened(run, ids):
 
     status = run("status", pack_id, "--actor", str(ids.viewer_id))
     assert status.returncode == 0 and "queued" in status.stdout
+    assert re.search(r"kind\s+tenant", status.stdout)
 
 
 @pytest.mark.parametrize(
@@ -82,12 +83,22 @@ def test_a_member_without_manage_is_forbidden(run, ids):
     assert "review_pack.manage" in result.stderr
 
 
-def test_url_of_a_queued_pack_is_invalid(run, ids):
+def test_url_of_a_queued_pack_is_not_found(run, ids):
     first = run("request", "--tenant", str(ids.tenant_id), "--actor", str(ids.manager_id), "--no-operations")
     pack_id = first.stdout.split()[1]
     result = run("url", pack_id, "--actor", str(ids.manager_id))
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert "not ready for download" in result.stderr
+
+
+def test_a_conflicting_request_exits_5_and_review_status_reports_generating(run, ids):
+    first = run("request", "--tenant", str(ids.tenant_id), "--actor", str(ids.manager_id), "--no-operations")
+    assert first.returncode == 0, first.stderr
+    conflict = run("request", "--tenant", str(ids.tenant_id), "--actor", str(ids.manager_id), "--no-pii")
+    assert conflict.returncode == 5
+    assert "conflict: generation already in progress for this tenant" in conflict.stderr
+    status = run("review-status", str(ids.review_id), "--actor", str(ids.viewer_id))
+    assert (status.returncode, status.stdout.strip()) == (0, "unavailable")
 
 
 def test_a_bad_setting_is_a_clear_error(run):

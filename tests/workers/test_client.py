@@ -7,14 +7,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from domain.states import PackStatus
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
 from storage.demo_data import seed_demo
 from storage.models import AuditLog, OperationRun, ReviewPack
-from workers.client import DispatchFailed, InvalidRequest, NotFound, RequestOutcome, ReviewPackClient
+from workers.client import Conflict, DispatchFailed, InvalidRequest, NotFound, RequestOutcome, ReviewPackClient
 from workers.dispatch import broker_label, redispatch_pending
 
 
@@ -83,12 +83,57 @@ def test_a_second_identical_request_while_queued_is_reused_active(env):
     assert recorder.published == [first.pack.id]
 
 
-def test_different_options_make_a_different_pack(env):
+def test_different_options_make_a_different_pack(env, pg_url):
     client, _, ids = env
     first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    with runtime.session_factory(pg_url)() as session:
+        session.execute(update(ReviewPack).where(ReviewPack.id == first.pack.id).values(status="failed"))
+        session.commit()
     other = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=False)
     assert other.outcome == "queued" and other.pack.id != first.pack.id
     assert other.pack.fingerprint != first.pack.fingerprint
+
+
+def test_other_options_while_a_generation_is_active_are_a_conflict_that_writes_only_an_audit_row(env, pg_url):
+    client, recorder, ids = env
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    before = _counts(pg_url, ids.tenant_id)
+    with pytest.raises(Conflict, match="generation already in progress for this tenant"):
+        client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=False)
+    with pytest.raises(Conflict):
+        client.request_review_pack(ids.review_id, ids.manager_id)
+    packs, runs, audits = _counts(pg_url, ids.tenant_id)
+    assert (packs, runs, audits) == (before[0], before[1], before[2] + 2)
+    assert recorder.published == [first.pack.id]
+    with runtime.session_factory(pg_url)() as session:
+        refused = session.execute(
+            select(AuditLog).where(AuditLog.tenant_id == ids.tenant_id).order_by(AuditLog.id.desc()).limit(2)
+        ).scalars().all()
+    assert {(a.action, a.details["outcome"], a.resource_id) for a in refused} == {
+        ("review_pack.requested", "refused_conflict", first.pack.id)
+    }
+    assert refused[0].details["review_id"] == ids.review_id
+    # The identical request still shares the active generation.
+    same = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert (same.outcome, same.pack.id) == ("reused_active", first.pack.id)
+
+
+def test_racing_requests_with_different_options_leave_one_active_generation(env, pg_url):
+    client, recorder, ids = env
+    barrier = threading.Barrier(8)
+
+    def request(i):
+        barrier.wait()
+        try:
+            return client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=bool(i % 2)).outcome
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(request, range(8)))
+    assert outcomes.count("queued") == 1
+    assert set(outcomes) <= {"queued", "reused_active", "conflict"} and "conflict" in outcomes
+    assert len(recorder.published) == 1
 
 
 def test_concurrent_identical_requests_produce_one_pack(env, pg_url):
@@ -249,7 +294,7 @@ def test_a_client_closes_the_engine_it_opened(pg_url, tmp_path):
 def test_download_url_of_a_pack_that_is_not_ready_is_refused(env):
     client, _, ids = env
     result = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
-    with pytest.raises(InvalidRequest, match="not ready for download"):
+    with pytest.raises(NotFound, match=f"pack {result.pack.id} is queued, not ready for download yet"):
         client.download_url(result.pack.id, ids.manager_id)
 
 

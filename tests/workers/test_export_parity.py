@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import uuid
 import zipfile
 
@@ -86,6 +87,8 @@ def _findings(settings, store, client, ids, reader, include_pii):
         archive = zipfile.ZipFile(io.BytesIO(body.read()))
     assert archive.testzip() is None
     others = {n: archive.read(n) for n in archive.namelist() if n not in ("findings.csv", "metadata.json")}
+    # The page names its pack (id, generation time); the rest of it is content like any other entry.
+    others["executive-summary.html"] = re.sub(rb'<dd id="pack-identity">[^<]*</dd>', b"", others["executive-summary.html"])
     return list(csv.reader(io.StringIO(archive.read("findings.csv").decode("utf-8"), newline=""))), others
 
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
 from storage.artifacts import ArtifactNotFound, LocalStore
 from storage.demo_data import seed_demo
-from storage.models import AuditLog, Notification, ReviewPack
+from storage.models import AuditLog, Notification, ReviewPack, TenantReview
 from tests.conftest import ROOT
 from workers import pipeline
-from workers.client import InvalidRequest, ReviewPackClient
+from workers.client import InvalidRequest, NotFound, ReviewPackClient
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_expire_deletes_the_object_keeps_the_row_and_is_idempotent(env):
         "review_pack.requested",
         "review_pack.expired",
     ]
-    with pytest.raises(InvalidRequest, match="not ready for download"):
+    with pytest.raises(NotFound, match=f"pack {pack.id} has expired"):
         client.download_url(pack.id, ids.manager_id)
 
 
@@ -123,7 +124,9 @@ def test_ready_notification_goes_to_the_initiator(env):
     pack = ready()
     with runtime.session_factory(settings.database_url)() as session:
         notes = session.execute(select(Notification).where(Notification.user_id == ids.manager_id)).scalars().all()
-    assert [(n.kind, n.data["pack_id"]) for n in notes] == [("review_pack.ready", pack.id)]
+    assert [(n.kind, n.data["pack_id"]) for n in notes] == [("review_pack.queued", pack.id), ("review_pack.ready", pack.id)]
+    assert notes[0].body == f"Review pack #{pack.id} for Contoso Ltd is queued for generation."
+    assert notes[1].body == f"Review pack #{pack.id} for Contoso Ltd is ready to download."
 
 
 def test_list_is_newest_first_and_filters_by_status(env):
@@ -152,3 +155,88 @@ def test_cli_says_already_available_when_a_ready_pack_is_reused(env, pg_url, tmp
     assert result.returncode == 0, result.stderr
     assert f"pack {pack.id} already available" in result.stdout
     assert "queued" not in result.stdout
+
+
+def _set(settings, model, row_id, **values):
+    with runtime.session_factory(settings.database_url)() as session:
+        session.execute(update(model).where(model.id == row_id).values(**values))
+        session.commit()
+
+
+def test_download_url_lives_no_longer_than_the_pack(env):
+    settings, store, client, ids, ready = env
+    pack = ready()
+    _set(settings, ReviewPack, pack.id, expires_at=pipeline.utcnow() + dt.timedelta(seconds=90))
+    client.download_url(pack.id, ids.viewer_id)
+    _set(settings, ReviewPack, pack.id, expires_at=pipeline.utcnow() + dt.timedelta(days=3))
+    client.download_url(pack.id, ids.viewer_id)
+    issued = [a.details["ttl_seconds"] for a in _audits(settings, pack.id) if a.action == "review_pack.download_url_issued"]
+    assert 85 <= issued[0] <= 90
+    assert issued[1] == settings.download_url_ttl_minutes * 60
+    _set(settings, ReviewPack, pack.id, expires_at=pipeline.utcnow() - dt.timedelta(seconds=1))
+    with pytest.raises(NotFound, match=f"pack {pack.id} has expired"):
+        client.download_url(pack.id, ids.viewer_id)
+
+
+def test_download_url_of_a_failed_pack_is_not_found_and_the_failure_is_notified(env):
+    settings, store, client, ids, _ = env
+    queued = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
+    with runtime.session_factory(settings.database_url)() as session:
+        from domain.reasons import USER_MESSAGES, ReasonCode
+        from storage import packs
+
+        packs.mark_failed(session, queued.id, ReasonCode.STORAGE_ERROR, now=pipeline.utcnow())
+    with pytest.raises(NotFound, match=f"pack {queued.id} failed and has no file to download"):
+        client.download_url(queued.id, ids.manager_id)
+    with runtime.session_factory(settings.database_url)() as session:
+        note = session.execute(
+            select(Notification).where(Notification.user_id == ids.manager_id, Notification.kind == "review_pack.failed")
+        ).scalar_one()
+    assert note.body == f"Review pack #{queued.id} for Contoso Ltd failed: {USER_MESSAGES[ReasonCode.STORAGE_ERROR]}"
+    assert note.data["reason_code"] == "storage_error" and "X-Amz" not in note.body
+
+
+def test_review_packs_keep_their_kind_status_and_audit_outcomes(env):
+    settings, store, client, ids, _ = env
+    assert client.review_pack_status(ids.review_id, ids.viewer_id) == "unavailable"
+    first = client.request_review_pack(ids.review_id, ids.manager_id)
+    assert client.review_pack_status(ids.review_id, ids.viewer_id) == "generating"
+    again = client.request_review_pack(ids.review_id, ids.manager_id)
+    assert pipeline.generate(first.pack.id, settings=settings, store=store, can_retry=False).state == "ready"
+    assert client.review_pack_status(ids.review_id, ids.viewer_id) == "available"
+    reused = client.request_review_pack(ids.review_id, ids.manager_id)
+    assert [r.outcome for r in (first, again, reused)] == ["queued", "reused_active", "reused_ready"]
+    audits = [a for a in _audits(settings, first.pack.id) if a.action == "review_pack.requested"]
+    assert [(a.details["review_id"], a.details["export_outcome"]) for a in audits] == [
+        (ids.review_id, "queued"),
+        (ids.review_id, "reused_active_run"),
+        (ids.review_id, "reused"),
+    ]
+    assert client.download_url(first.pack.id, ids.viewer_id)
+
+    # Unpublished: the pack can no longer be downloaded and the review has no pack to offer.
+    _set(settings, TenantReview, ids.review_id, status="archived")
+    with pytest.raises(NotFound, match="belongs to a review that is no longer published"):
+        client.download_url(first.pack.id, ids.viewer_id)
+    assert client.review_pack_status(ids.review_id, ids.viewer_id) == "unavailable"
+    _set(settings, TenantReview, ids.review_id, status="published")
+    client.expire_pack(first.pack.id, ids.manager_id)
+    assert client.review_pack_status(ids.review_id, ids.viewer_id) == "expired"
+
+    # A deleted review leaves a review pack, never a tenant pack.
+    with runtime.session_factory(settings.database_url)() as session:
+        session.execute(delete(TenantReview).where(TenantReview.id == ids.review_id))
+        session.commit()
+    view = client.get_pack(first.pack.id, ids.manager_id)
+    assert (view.kind, view.tenant_review_id) == ("review", None)
+    with pytest.raises(NotFound):
+        client.review_pack_status(ids.review_id, ids.viewer_id)
+
+
+def test_a_review_unpublished_before_generation_fails_the_pack_with_source_missing(env):
+    settings, store, client, ids, _ = env
+    queued = client.request_review_pack(ids.review_id, ids.manager_id).pack
+    _set(settings, TenantReview, ids.review_id, status="draft")
+    result = pipeline.generate(queued.id, settings=settings, store=store, can_retry=False)
+    assert (result.state, result.reason) == ("failed", "source_missing")
+    assert client.get_pack(queued.id, ids.manager_id).reason_code == "source_missing"

@@ -13,14 +13,14 @@ reviewpacks_packs.dispatch_pending_since marks a pack whose generate task could 
 be handed to the broker; the dispatch sweep publishes it again as soon as the
 broker answers, and clears the mark.
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
