@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,9 @@ from storage import db
 pytest_plugins = ["tests.support.s3", "tests.support.reliability"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# The embedded default lives in the per-user data directory; no test (nor a process a test starts)
+# may touch the real one, so the whole session gets a directory of its own.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="reviewpacks-test-data-")
 PG_ADMIN_URL = os.environ.get("REVIEWPACKS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REVIEWPACKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 

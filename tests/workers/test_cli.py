@@ -213,7 +213,8 @@ def test_demo_shows_the_error_of_a_worker_that_dies(tmp_path):
         "    os._exit(3)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REVIEWPACKS_", "AWS_"))}
-    env.update(PYTHONPATH=f"{hooks}{os.pathsep}{ROOT}", COLUMNS="200")
+    # The embedded default lives in the per-user data directory: give the demo a directory of its own.
+    env.update(PYTHONPATH=f"{hooks}{os.pathsep}{ROOT}", COLUMNS="200", XDG_DATA_HOME=str(tmp_path / "data"))
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "workers.cli", "demo", "--findings", "10", "--timeout", "120"],
