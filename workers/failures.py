@@ -9,8 +9,10 @@ bucket names, object keys or URLs.
 from __future__ import annotations
 
 import errno
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -62,3 +64,8 @@ def classify(exc: BaseException, *, timeouts: tuple[type[BaseException], ...] = 
         if matches(exc):
             return failure
     return UNEXPECTED
+
+
+def frames(exc: BaseException) -> str:
+    """Where an exception came from, as file:line:function steps, without its text (which may carry addresses)."""
+    return " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in traceback.extract_tb(exc.__traceback__))

@@ -10,12 +10,8 @@ into the pack is the business of the builders in workers/builders.py.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,12 +21,9 @@ from reviewpacks.runtime import session_factory
 from reviewpacks.settings import Settings
 from storage import packs, scratch
 from storage.artifacts import ArtifactStore, ArtifactStoreError
-from workers import builders, failures
-from workers.logs import event
+from workers import builders, failures, progress
 
-log = logging.getLogger("reviewpacks.pipeline")
-
-Progress = Callable[[dict], None]
+log = logs.get_logger("reviewpacks.pipeline")
 
 
 class Transient(Exception):
@@ -43,10 +36,6 @@ class Transient(Exception):
         # Accepting the code's text lets the exception cross a pickle (prefork pool, events).
         self.reason = ReasonCode(reason)
         super().__init__(self.reason.value)
-
-
-class LostClaim(Exception):
-    """Another attempt took the run over (this worker's heartbeat went stale)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +60,7 @@ def generate(
     store: ArtifactStore,
     can_retry: bool,
     sessions: sessionmaker[Session] | None = None,
-    on_progress: Progress | None = None,
+    on_progress: progress.Progress | None = None,
     fatal_errors: tuple[type[BaseException], ...] = (),
 ) -> Result:
     """Generate one pack. ``fatal_errors`` (the runner's time limits) fail it at once with ``timeout``.
@@ -89,23 +78,23 @@ def generate(
     except Exception as exc:
         # Nothing is claimed, so nothing is recorded; the message is retried or the run re-published.
         failure = failures.classify(exc)
-        event(log, "pack.claim_failed", level=logging.WARNING, pack_id=pack_id, error=type(exc).__name__, trace=_frames(exc))
+        log.warning("pack.claim_failed", pack_id=pack_id, error=type(exc).__name__, trace=failures.frames(exc))
         if failure.transient:
             raise Transient(failure.reason) from None
         return Result(pack_id, "skipped", reason=failure.reason)
     if claim is None:
-        event(log, "pack.not_claimed", pack_id=pack_id, claim=state.value)
+        log.info("pack.not_claimed", pack_id=pack_id, claim=state.value)
         return Result(pack_id, "busy" if state is packs.ClaimState.BUSY else "skipped")
     # Every later line of this attempt carries its run, tenant and attempt without being told.
     logs.bind(pack_id=claim.pack_id, run_id=claim.run_id, tenant_id=claim.tenant_id, attempt=claim.attempt)
-    _claim_event("pack.generating", claim)
+    log.info("pack.generating")
 
     built: builders.BuiltPack | None = None
     uploading = False
     try:
         for name in scratch.remove_pack_files(pack_id):
-            event(log, "pack.leftover_removed", pack_id=pack_id, file=name)
-        reporter = _Reporter(claim, sessions, settings, on_progress)
+            log.info("pack.leftover_removed", file=name)
+        reporter = progress.Reporter(claim, sessions, settings, on_progress)
         built = builders.build_file(
             claim,
             engine=sessions.kw["bind"],
@@ -138,10 +127,9 @@ def generate(
                 generated_at=built.generated_at,
             )
         if not finished:
-            raise LostClaim()
-        _claim_event(
+            raise progress.LostClaim()
+        log.info(
             "pack.ready",
-            claim,
             rows=built.rows,
             bytes=built.size,
             duration_s=round(time.monotonic() - started, 3),
@@ -156,15 +144,15 @@ def generate(
             build_seconds=built_at - started,
             upload_seconds=uploaded_at - built_at,
         )
-    except LostClaim:
+    except progress.LostClaim:
         # The newer attempt owns the run and the object key; leave both to it.
-        _claim_event("pack.claim_lost", claim, level=logging.WARNING)
+        log.warning("pack.claim_lost")
         return Result(pack_id, "skipped")
     except (Exception, *fatal_errors) as exc:
         failure = failures.classify(exc, timeouts=fatal_errors)
         if failure is failures.UNEXPECTED:
             # The frames say where, without the exception's text (which may carry addresses).
-            _claim_event("pack.crashed", claim, level=logging.ERROR, error=type(exc).__name__, trace=_frames(exc))
+            log.error("pack.crashed", error=type(exc).__name__, trace=failures.frames(exc))
         if failure.transient and can_retry:
             return _hand_back(claim, sessions, failure.reason, exc)
         return _fail(claim, sessions, store, failure.reason, exc, uploaded=uploading)
@@ -173,32 +161,14 @@ def generate(
             built.path.unlink(missing_ok=True)
 
 
-def _frames(exc: BaseException) -> str:
-    return " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in traceback.extract_tb(exc.__traceback__))
-
-
-def _claim_event(name: str, claim: packs.Claim, *, level: int = logging.INFO, **fields: object) -> None:
-    """One log line about an attempt, identified the same way every time."""
-    event(
-        log,
-        name,
-        level=level,
-        pack_id=claim.pack_id,
-        run_id=claim.run_id,
-        tenant_id=claim.tenant_id,
-        attempt=claim.attempt,
-        **fields,
-    )
-
-
 def _hand_back(claim: packs.Claim, sessions: sessionmaker[Session], reason: ReasonCode, exc: BaseException) -> Result:
-    _claim_event("pack.retrying", claim, level=logging.WARNING, reason_code=reason.value, error=type(exc).__name__)
+    log.warning("pack.retrying", reason_code=reason.value, error=type(exc).__name__)
     try:
         with sessions() as session:
             released = packs.release(session, claim, now=utcnow())
     except Exception as bookkeeping:
         # The database is down too: the run keeps its stale heartbeat and the reaper hands it back.
-        _claim_event("pack.release_failed", claim, level=logging.WARNING, error=type(bookkeeping).__name__)
+        log.warning("pack.release_failed", error=type(bookkeeping).__name__)
         raise Transient(reason) from None
     if not released:
         return Result(claim.pack_id, "skipped")
@@ -223,7 +193,7 @@ def _fail(
             store.delete(claim.file_key)
             deleted = True
         except ArtifactStoreError as delete_error:
-            _claim_event("pack.object_delete_failed", claim, level=logging.WARNING, error=type(delete_error).__name__)
+            log.warning("pack.object_delete_failed", error=type(delete_error).__name__)
     try:
         with sessions() as session:
             packs.mark_failed(
@@ -238,39 +208,6 @@ def _fail(
             )
     except Exception as bookkeeping:
         # The reaper fails the run as worker_lost once its heartbeat is stale.
-        _claim_event("pack.mark_failed_failed", claim, level=logging.ERROR, error=type(bookkeeping).__name__)
-    _claim_event("pack.failed", claim, level=logging.ERROR, reason_code=reason.value, error=type(exc).__name__)
+        log.error("pack.mark_failed_failed", error=type(bookkeeping).__name__)
+    log.error("pack.failed", reason_code=reason.value, error=type(exc).__name__)
     return Result(claim.pack_id, "failed", reason=reason)
-
-
-class _Reporter:
-    """Throttled progress: extends the claim's heartbeat and tells Flower and the client."""
-
-    def __init__(
-        self, claim: packs.Claim, sessions: sessionmaker[Session], settings: Settings, on_progress: Progress | None
-    ):
-        self._claim = claim
-        self._sessions = sessions
-        self._on_progress = on_progress
-        self.interval_s = min(settings.progress_interval_seconds, settings.heartbeat_seconds)
-        # The claim has just written the heartbeat; small packs finish before they need another.
-        self._next = time.monotonic() + self.interval_s
-
-    def __call__(self, rows: int, nbytes: int) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.interval_s
-        with self._sessions() as session:
-            owned = packs.heartbeat(session, self._claim, now=utcnow(), rows=rows, nbytes=nbytes)
-        if not owned:
-            raise LostClaim()
-        self._tell(rows, nbytes)
-
-    def done(self, rows: int, nbytes: int) -> None:
-        """The last figures; the database gets them with the ready state itself."""
-        self._tell(rows, nbytes)
-
-    def _tell(self, rows: int, nbytes: int) -> None:
-        if self._on_progress is not None:
-            self._on_progress({"pack_id": self._claim.pack_id, "rows": rows, "bytes": nbytes})

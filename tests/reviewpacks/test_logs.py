@@ -99,14 +99,14 @@ def test_the_worker_handler_renders_json_and_plain_records_alike():
 
 
 def _stdlib_logger_names() -> list[tuple[str, str]]:
-    """(file, name) for every stdlib logger a production module creates by name (get_logger adds the prefix itself)."""
+    """(file, name) for every logger a production module creates by name, through logging or reviewpacks.logs."""
     found = []
     for path in ROOT.glob("**/*.py"):
         parts = path.relative_to(ROOT).parts
         if {".venv", "tests", "bench", "build"} & set(parts):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "getLogger":
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("getLogger", "get_logger"):
                 if node.args and isinstance(node.args[0], ast.Constant):
                     found.append((str(path.relative_to(ROOT)), node.args[0].value))
     return found
