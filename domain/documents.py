@@ -13,14 +13,13 @@ from collections.abc import Iterable, Mapping
 
 from domain import layout, redaction
 from domain.csvsafe import neutralise_row
+from domain.redaction import InvalidSourceData
 from domain.ziparchive import EntryDigest
+
+__all__ = ["InvalidSourceData"]
 
 SCHEMA_VERSION = 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class InvalidSourceData(ValueError):
-    """A source row cannot be exported as it is (for example a corrupt stored report)."""
 
 
 def json_bytes(document: object) -> bytes:
@@ -35,7 +34,10 @@ def compact_json(value: object) -> str:
 
 
 def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
-    evidence = redaction.scrub(row.get("evidence") or {}, include_pii=include_pii)
+    evidence = compact_json(row.get("evidence") or {})
+    # The same first look as the COPY query (storage/export.py), so both paths scrub the same rows.
+    if redaction.needs_scrub(evidence, include_pii=include_pii):
+        evidence = compact_json(redaction.scrub(row.get("evidence") or {}, include_pii=include_pii))
     values = {
         "id": row["id"],
         "finding_type": row["finding_type"],
@@ -44,8 +46,8 @@ def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
         "subject_type": row["subject_type"],
         "subject_external_id": row.get("subject_external_id"),
         "subject_display_name": redaction.display_name(row.get("subject_display_name"), include_pii=include_pii),
-        "title": row["title"] if include_pii else redaction.redact_text(row["title"]),
-        "evidence": compact_json(evidence),
+        "title": redaction.text_field(row["title"], include_pii=include_pii),
+        "evidence": evidence,
         "first_seen_at": layout.iso(row.get("first_seen_at")),
         "last_seen_at": layout.iso(row.get("last_seen_at")),
         "updated_at": layout.iso(row.get("updated_at")),
@@ -53,14 +55,17 @@ def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
 
 
-def operation_row(row: Mapping) -> list[str]:
+def operation_row(row: Mapping, *, include_pii: bool = False) -> list[str]:
     context = row.get("context") or {}
+    reason = context.get("reason_code") if isinstance(context, dict) else None
+    # Host applications write these columns; they are scanned like any free text.
+    text = lambda value: redaction.text_field(None if value is None else str(value), include_pii=include_pii)  # noqa: E731
     values = {
         "id": row["id"],
-        "type": row["type"],
-        "status": row["status"],
-        "outcome": row.get("outcome"),
-        "reason_code": context.get("reason_code") if isinstance(context, dict) else None,
+        "type": text(row["type"]),
+        "status": text(row["status"]),
+        "outcome": text(row.get("outcome")),
+        "reason_code": text(reason),
         "initiator_user_id": row.get("initiator_user_id"),
         "created_at": layout.iso(row.get("created_at")),
         "started_at": layout.iso(row.get("started_at")),
@@ -151,8 +156,9 @@ def metadata_document(
     options: Mapping,
     freshness: Mapping[str, str | None],
     files: list[dict],
+    redaction_block: Mapping | None = None,
 ) -> dict:
-    return {
+    document = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind.value,
         "pack": dict(identity),
@@ -165,6 +171,9 @@ def metadata_document(
         "files": files,
         "disclosure": layout.DISCLOSURE,
     }
+    if redaction_block is not None:
+        document["redaction"] = dict(redaction_block)
+    return document
 
 
 def _text(value: object) -> str | None:
@@ -184,8 +193,9 @@ def _items(summary: Mapping, key: str, fields: tuple[str, ...]) -> list[dict]:
 
 def review_content(review: Mapping, *, include_pii: bool) -> dict:
     """The human-facing content of a published review, validated and redacted."""
-    summary = redaction.scrub(review.get("summary") or {}, include_pii=include_pii)
-    sections = redaction.scrub(review.get("sections") or [], include_pii=include_pii)
+    # A review's prose is its content: kept and scanned, while unknown fields follow the allow-list.
+    summary = redaction.scrub(review.get("summary") or {}, include_pii=include_pii, prose=True)
+    sections = redaction.scrub(review.get("sections") or [], include_pii=include_pii, prose=True)
     if not isinstance(summary, dict):
         raise InvalidSourceData("the review summary is not a JSON object")
     if not isinstance(sections, list) or not all(isinstance(s, dict) for s in sections):

@@ -22,6 +22,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from domain.layout import OPERATIONS_WINDOW_DAYS, SEVERITIES
+from domain.redaction import statement
 
 __all__ = ["render_review_summary", "render_tenant_summary"]
 
@@ -77,6 +78,7 @@ def render_tenant_summary(ctx: dict) -> str:
             (_FRESHNESS_LABELS.get(key, _humanise(key)), value)
             for key, value in ctx["data_freshness"].items()
         ],
+        "privacy": statement(bool(ctx["options"]["include_pii"])),
     }
     # The fingerprint identifies the pack for machines and lives in
     # metadata.json; keeping it out of the view makes leaking it impossible.
@@ -86,8 +88,12 @@ def render_tenant_summary(ctx: dict) -> str:
 
 def render_review_summary(ctx: dict) -> str:
     """Return the executive summary page of a pack derived from a published review."""
+    # Without options the page must not claim that personal data was removed.
+    include_pii = bool(ctx.get("options", {}).get("include_pii", True))
     view = {
         **ctx,
+        "include_pii": include_pii,
+        "privacy": statement(include_pii),
         "key_findings": [
             {**finding, "severity_class": _severity_class(finding["severity"])}
             for finding in ctx["key_findings"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from domain import documents, fingerprint, layout
+from domain import documents, fingerprint, layout, redaction
 from domain.executive_summary import render_review_summary, render_tenant_summary
 from domain.options import options_from_dict
 from domain.reasons import ReasonCode
@@ -141,6 +141,9 @@ def generate(
     except ArtifactStoreError as exc:
         return _fail(claim, ReasonCode.STORAGE_ERROR, exc, settings)
     except documents.InvalidSourceData as exc:
+        return _fail(claim, ReasonCode.INVALID_SOURCE_DATA, exc, settings)
+    except RecursionError as exc:
+        # JSON nested too deep for Python to decode is the source's fault, not an outage.
         return _fail(claim, ReasonCode.INVALID_SOURCE_DATA, exc, settings)
     except SourceMissing as exc:
         return _fail(claim, ReasonCode.SOURCE_MISSING, exc, settings)
@@ -325,6 +328,11 @@ def _write_archive(out, files, *, ready: dict[str, bytes], streams: dict, metada
                 archive.write_bytes(spec.path, ready[spec.path])
 
 
+def _tallied(tally: redaction.PlaceholderTally, cells: list[str]) -> list[str]:
+    tally.add(redaction.count_placeholders(cells))
+    return cells
+
+
 def _spool_csv(header, chunks, to_row) -> tuple[bytes, int]:
     buffer = io.BytesIO()
     count = _write_csv(buffer, header, chunks, to_row)
@@ -364,7 +372,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
         ready[layout.OPERATIONS], operations_count = _spool_csv(
             layout.OPERATIONS_COLUMNS,
             queries.stream_operations(conn, tenant["id"], since, settings.findings_chunk_size),
-            documents.operation_row,
+            lambda r: documents.operation_row(r, include_pii=pii),
         )
     summary = documents.summary_document(
         by_severity=by_severity, by_status=by_status, operations=operations_count, freshness=freshness
@@ -393,6 +401,9 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
     ).encode("utf-8")
 
     rows = 0
+    # Replacements per category, read off the data files (the page repeats some of them).
+    tally = redaction.PlaceholderTally()
+    tally.add(redaction.count_placeholders(data for path, data in ready.items() if path != layout.ENTRYPOINT))
 
     def write_findings(entry) -> None:
         nonlocal rows
@@ -400,7 +411,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
             entry,
             layout.FINDINGS_COLUMNS,
             queries.stream_findings(conn, tenant["id"], settings.findings_chunk_size),
-            lambda r: documents.finding_row(r, include_pii=pii),
+            lambda r: _tallied(tally, documents.finding_row(r, include_pii=pii)),
             on_chunk=reporter,
         )
 
@@ -411,6 +422,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
         total = sum(by_status.values())
         for block in export.copy_findings(conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
             entry.write(block)
+            tally.feed(block)
             # Quoted cells may hold line breaks, so this is progress, not the row count.
             lines += block.count(b"\n")
             reporter(lines, entry.size)
@@ -426,6 +438,7 @@ def _write_tenant_pack(conn: Connection, claim: packs.Claim, out, settings: Sett
                 options=options.as_dict(),
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
+                redaction_block=redaction.metadata_block(pii, tally.counts),
             )
         )
 
@@ -467,9 +480,11 @@ def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict,
                 "evidence_basis": content["evidence_basis"],
                 "files": _file_list(files),
                 "disclosure": layout.DISCLOSURE,
+                "options": options.as_dict(),
             }
         ).encode("utf-8"),
     }
+    replacements = redaction.count_placeholders([ready[layout.SECTIONS], ready[layout.SUMMARY]])
 
     def metadata(digests: dict) -> bytes:
         return documents.json_bytes(
@@ -488,6 +503,7 @@ def _write_review_pack(conn: Connection, claim: packs.Claim, out) -> tuple[dict,
                 options=options.as_dict(),
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
+                redaction_block=redaction.metadata_block(options.include_pii, replacements),
             )
         )
 
