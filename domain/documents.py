@@ -55,11 +55,17 @@ def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
 
 
+def _free_text(value: object, include_pii: bool) -> str | None:
+    return redaction.text_field(None if value is None else str(value), include_pii=include_pii)
+
+
 def operation_row(row: Mapping, *, include_pii: bool = False) -> list[str]:
     context = row.get("context") or {}
     reason = context.get("reason_code") if isinstance(context, dict) else None
     # Host applications write these columns; they are scanned like any free text.
-    text = lambda value: redaction.text_field(None if value is None else str(value), include_pii=include_pii)  # noqa: E731
+    def text(value: object) -> str | None:
+        return _free_text(value, include_pii)
+
     values = {
         "id": row["id"],
         "type": text(row["type"]),

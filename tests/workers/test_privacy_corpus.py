@@ -19,7 +19,7 @@ from storage.demo_data import seed_demo
 from storage.models import ReviewPack
 from tests.support import corpus
 from workers import pipeline
-from workers.client import ReviewPackClient
+from workers.client import InvalidRequest, ReviewPackClient
 
 BACKENDS = ["postgresql-copy", "postgresql-portable", "sqlite-portable"]
 
@@ -113,3 +113,15 @@ def test_review_packs_with_and_without_pii_are_different_requests(planted):
     with_pii = client.request_review_pack(ids.review_id, ids.manager_id, include_pii=True)
     assert with_pii.outcome == "queued" and with_pii.pack.fingerprint != without.fingerprint
     assert client.request_review_pack(ids.review_id, ids.manager_id, include_pii=False).outcome == "reused_ready"
+
+
+@pytest.mark.parametrize("bad", ["no", 0, 1, "false"])
+def test_review_pack_option_must_be_a_bool(pg_url, tmp_path, bad):
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
+    with db.session_factory(pg_url)() as session:
+        ids = seed_demo(session, findings=0)
+    client = ReviewPackClient(settings, store=LocalStore(tmp_path / "a"), publish=lambda _id: None)
+    with pytest.raises(InvalidRequest, match="include_pii"):
+        client.request_review_pack(ids.review_id, ids.manager_id, include_pii=bad)
+    with db.session_factory(pg_url)() as session:
+        assert session.query(ReviewPack).filter(ReviewPack.tenant_review_id == ids.review_id).count() == 0
