@@ -33,6 +33,13 @@ def compact_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _free_text(value: object, include_pii: bool) -> str | None:
+    return redaction.text_field(None if value is None else str(value), include_pii=include_pii)
+
+
+_ENUMERATED = ("finding_type", "severity", "status", "subject_type")
+
+
 def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
     evidence = compact_json(row.get("evidence") or {})
     # The same first look as the COPY query (storage/export.py), so both paths scrub the same rows.
@@ -40,10 +47,8 @@ def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
         evidence = compact_json(redaction.scrub(row.get("evidence") or {}, include_pii=include_pii))
     values = {
         "id": row["id"],
-        "finding_type": row["finding_type"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "subject_type": row["subject_type"],
+        # Host-written enumerations: scanned when personal data is removed, as the COPY path does.
+        **{c: row[c] if include_pii else _free_text(row[c], False) for c in _ENUMERATED},
         "subject_external_id": row.get("subject_external_id"),
         "subject_display_name": redaction.display_name(row.get("subject_display_name"), include_pii=include_pii),
         "title": redaction.text_field(row["title"], include_pii=include_pii),
@@ -53,10 +58,6 @@ def finding_row(row: Mapping, *, include_pii: bool) -> list[str]:
         "updated_at": layout.iso(row.get("updated_at")),
     }
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
-
-
-def _free_text(value: object, include_pii: bool) -> str | None:
-    return redaction.text_field(None if value is None else str(value), include_pii=include_pii)
 
 
 def operation_row(row: Mapping, *, include_pii: bool = False) -> list[str]:

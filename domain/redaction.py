@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from domain import csvsafe
+from domain.csvsafe import cut
 
 POLICY_VERSION = 2
 
@@ -311,7 +311,7 @@ def _is_credential(value: str) -> bool:
 def redact_text(text: str | None, *, include_pii: bool = False) -> str | None:
     """Replace secrets, and unless include_pii personal data, found by shape inside text.
 
-    The text is scanned as it is; callers cut it to the cell limit first (see :func:`cut`).
+    The text is scanned as it is; callers cut it to the cell limit first (domain.csvsafe.cut).
     """
     if text is None:
         return None
@@ -335,10 +335,6 @@ def may_hold_secret(json_text: str) -> bool:
     """False only when a JSON text can hold no secret key and no secret value."""
     lowered = json_text.lower()
     return any(hint in lowered for hint in SECRET_KEY_HINTS) or may_hold_secret_value(json_text)
-
-
-def cut(text: str) -> str:
-    return csvsafe.cut(text)
 
 
 def scrub(value: object, *, include_pii: bool, prose: bool = False) -> object:

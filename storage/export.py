@@ -83,12 +83,15 @@ def findings_copy_sql() -> str:
         "THEN reviewpacks_redact_json(f.evidence, pol.p, '', false, 0)::text "
         "ELSE f.evidence::text END"
     )
+    # The enumerated columns are host-written text too: scanned when personal data is removed.
+    enumerated = ("finding_type", "severity", "status", "subject_type")
+    scanned = ", ".join(
+        f"CASE WHEN %(include_pii)s THEN f.{c} ELSE reviewpacks_scan(reviewpacks_cut(f.{c}, pol.p), pol.p) END AS {c}"
+        for c in enumerated
+    )
     columns = {
         "id": "f.id::text",
-        "finding_type": _neutralised("f.finding_type"),
-        "severity": _neutralised("f.severity"),
-        "status": _neutralised("f.status"),
-        "subject_type": _neutralised("f.subject_type"),
+        **{c: _neutralised(f"x.{c}") for c in enumerated},
         "subject_external_id": "f.subject_external_id::text",
         "subject_display_name": _neutralised("x.display"),
         "title": _neutralised("x.title"),
@@ -101,7 +104,7 @@ def findings_copy_sql() -> str:
     statuses = ", ".join(f"'{s}'" for s in layout.INCLUDED_FINDING_STATUSES)
     return (
         f"COPY (SELECT {select_list} FROM findings f CROSS JOIN (SELECT {POLICY_SQL} AS p) pol "
-        f"CROSS JOIN LATERAL (SELECT {display} AS display, {title} AS title, {evidence} AS evidence) x "
+        f"CROSS JOIN LATERAL (SELECT {display} AS display, {title} AS title, {evidence} AS evidence, {scanned}) x "
         f"WHERE f.tenant_id = %(tenant_id)s AND f.status IN ({statuses}) ORDER BY f.id) "
         "TO STDOUT WITH (FORMAT csv)"
     )

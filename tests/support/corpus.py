@@ -72,7 +72,8 @@ def plant(session, ids) -> None:
             ),
             Finding(
                 tenant_id=ids.tenant_id, finding_type="app_secret", severity="critical", status="acknowledged",
-                subject_type="application", subject_external_id=uuid.uuid4(), subject_display_name="Payroll app",
+                subject_type="application of ops.person@contoso.com", subject_external_id=uuid.uuid4(),
+                subject_display_name="Payroll app",
                 title="Client secret abc8Q~EntraClientSecretValue0123456789 stored in a setting",
                 evidence={"status": f"slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx, {PEM}",
                           "uniqueUnlistedField": "Uma Unlisted", "manager": {"name": "Mia Manager", "employeeId": "E-104711"}},
