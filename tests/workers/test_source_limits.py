@@ -102,3 +102,59 @@ def test_a_huge_value_and_a_wide_object_give_a_bounded_pack(backend, pg_url, tmp
     payload = json.loads(files["reports/entra_admin_roles.json"])["payload"]
     # Cut to a spreadsheet cell before scanning, with the visible marker.
     assert len(payload["role"]) < 33_000 and payload["role"].endswith("…[truncated]")
+
+
+# -- inside PostgreSQL, the policy functions grow linearly too (time for 4n near 4x that for n). --
+
+def _best_sql_time(conn, sql: str, params: dict) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        conn.execute(sql, params).fetchone()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+SQL_ADVERSARIAL = {
+    "address run": lambda n: "a." * (n // 2),
+    "address runs with at signs": lambda n: "a@" * (n // 2),
+    "jwt prefixes": lambda n: "eyJ" * (n // 3),
+    "token prefixes": lambda n: "ghp_" * (n // 4),
+    "question marks": lambda n: "?a" * (n // 2),
+    "colons": lambda n: "a:" * (n // 2),
+    "digits and dots": lambda n: "1." * (n // 2),
+    "base64": lambda n: "A" * n,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SQL_ADVERSARIAL))
+def test_sql_text_patterns_run_in_linear_time(pg_url, name):
+    import psycopg
+
+    from storage.export import POLICY_SQL, policy_params
+
+    make = SQL_ADVERSARIAL[name]
+    sql = f"SELECT length(reviewpacks_redact_text(%(v)s, {POLICY_SQL}))"
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as conn:
+        small = _best_sql_time(conn, sql, {"v": make(20_000), **policy_params(False)})
+        large = _best_sql_time(conn, sql, {"v": make(80_000), **policy_params(False)})
+    assert large <= max(8 * small, 0.05), (name, small, large)
+
+
+@pytest.mark.parametrize("include_pii", [False, True])
+def test_sql_objects_are_rebuilt_in_linear_time(pg_url, include_pii):
+    import psycopg
+
+    from storage.export import POLICY_SQL, policy_params
+
+    sql = f"SELECT length(reviewpacks_redact_json(%(v)s::jsonb, {POLICY_SQL}, '', false, 0)::text)"
+
+    def wide(n: int) -> str:
+        return json.dumps({f"member{i}@contoso.com": f"value {i}" for i in range(n)})
+
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as conn:
+        small = _best_sql_time(conn, sql, {"v": wide(5_000), **policy_params(include_pii)})
+        large = _best_sql_time(conn, sql, {"v": wide(20_000), **policy_params(include_pii)})
+    assert large <= 8 * small, (small, large)
