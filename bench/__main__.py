@@ -384,7 +384,7 @@ def main(argv=None) -> int:
         finally:
             worker.stop()
         floor, ours = statistics.median(floors), statistics.median(e2e)
-        rows.append(("floor: psql \\copy \\| gzip -6 (median)", f"{floor:.2f} s", f"runs {', '.join(f'{f:.2f}' for f in floors)}"))
+        rows.append(("floor: psql COPY \\| gzip -6 (median)", f"{floor:.2f} s", f"runs {', '.join(f'{f:.2f}' for f in floors)}"))
         rows.append((f"end to end, {view.rows_written:,} rows (median)", f"{ours:.2f} s", f"runs {', '.join(f'{t:.2f}' for t in e2e)}"))
         rows.append(("end to end / floor", f"{ours / floor:.2f}x", "target <= 1.30x"))
         rows.append(("pack size", f"{view.file_size / 1e6:.1f} MB", f"{view.rows_written / ours:,.0f} rows/s"))
