@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 
 from domain import layout, redaction
 from domain.csvsafe import neutralise_row
-from domain.redaction import InvalidSourceData
 from domain.ziparchive import EntryDigest
 
-__all__ = ["InvalidSourceData"]
+# Raised for source values a pack cannot carry; defined beside the redaction policy, which
+# refuses too-deep JSON, and known to callers by this name.
+InvalidSourceData = redaction.InvalidSourceData
 
 SCHEMA_VERSION = 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
