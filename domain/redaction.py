@@ -105,7 +105,7 @@ SECRET_KEY_PARTS = tuple(
 SECRET_KEY_LAST_PARTS = ("key", "keys")
 SECRET_KEY_PIECES = ("connection_string", "conn_str")
 # Short names that are secrets only when the value looks like one: a long token without spaces
-# that holds a digit (and, as every secret value does, a hint; see SECRET_RUN_PATTERN).
+# that holds a digit.
 WEAK_SECRET_KEYS = ("key", "keys", "sig", "auth")
 CREDENTIAL_VALUE_PATTERN = "^[A-Za-z0-9+/=_.~%-]{16,}$"
 
@@ -232,18 +232,22 @@ PII_HINTS = ("@", "[0-9][.][0-9]", ":", "[+][0-9]", "[0-9][0-9][0-9]")
 
 # A cheap first look before the patterns run, used by both paths alike (the COPY query cannot
 # afford the patterns on every row). Every secret-like key holds one of SECRET_KEY_HINTS once
-# lower-cased; every match of SECRET_RULES holds an =, ~ or @, a run of 20 token characters
-# (SECRET_RUN_PATTERN) or one of SECRET_VALUE_HINTS. tests/domain/test_redaction.py checks both.
+# lower-cased; every match of SECRET_RULES holds an =, ~ or @ (SECRET_CHARS_PATTERN, one
+# character class, which PostgreSQL tests fast) or one of SECRET_VALUE_HINTS (LIKE pieces).
+# tests/domain/test_redaction.py checks both.
 SECRET_KEY_HINTS = (
     "secret", "token", "pass", "pwd", "credential", "cookie", "webhook", "signatur", "sas", "conn", "key", "auth",
-    "pin", "otp",
+    "pin", "otp", 'sig"',
 )
-SECRET_RUN_PATTERN = "[=~@]|[A-Za-z0-9_-]{20}"
-SECRET_VALUE_HINTS = ("-----", "earer", "EARER")
+SECRET_CHARS_PATTERN = "[=~@]"
+SECRET_VALUE_HINTS = (
+    "-----", "earer", "EARER", "eyJ", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-",
+    "xox", "sk_live_", "rk_live_", "sk_test_", "AIza", "npm_", "SG.", "hf_", "shpat_", "hooks.slack.com", "discord",
+)
 
 _RE_KEY_CAMEL = re.compile(KEY_CAMEL_PATTERN)
 _RE_KEY_SEPARATOR = re.compile(KEY_SEPARATOR_PATTERN)
-_RE_SECRET_RUN = re.compile(SECRET_RUN_PATTERN)
+_RE_SECRET_CHARS = re.compile(SECRET_CHARS_PATTERN)
 _RE_CREDENTIAL = re.compile(CREDENTIAL_VALUE_PATTERN)
 _RE_SAFE_VALUE = re.compile(SAFE_VALUE_PATTERN)
 _RE_UUID = re.compile(UUID_PATTERN)
@@ -300,12 +304,7 @@ def is_pii_key(key: str) -> bool:
 
 
 def _is_credential(value: str) -> bool:
-    # A credential also carries a secret hint, so the first look never skips a row that holds one.
-    return (
-        bool(_RE_CREDENTIAL.fullmatch(value))
-        and any(c.isdigit() and c.isascii() for c in value)
-        and may_hold_secret_value(value)
-    )
+    return bool(_RE_CREDENTIAL.fullmatch(value)) and any(c.isdigit() and c.isascii() for c in value)
 
 
 def redact_text(text: str | None, *, include_pii: bool = False) -> str | None:
@@ -328,7 +327,7 @@ def redact_text(text: str | None, *, include_pii: bool = False) -> str | None:
 
 def may_hold_secret_value(text: str) -> bool:
     """False only when no secret pattern can match: the COPY path's first look, mirrored."""
-    return bool(_RE_SECRET_RUN.search(text)) or any(hint in text for hint in SECRET_VALUE_HINTS)
+    return bool(_RE_SECRET_CHARS.search(text)) or any(hint in text for hint in SECRET_VALUE_HINTS)
 
 
 def may_hold_secret(json_text: str) -> bool:

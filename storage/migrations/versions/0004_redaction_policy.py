@@ -52,7 +52,7 @@ CREATE TYPE reviewpacks_policy AS (
     secret_placeholder text,
     person_placeholder text,
     text_placeholder text,
-    secret_run text,
+    secret_chars text,
     secret_value_hints text[],
     pii_hints text[],
     pii_any text
@@ -79,7 +79,7 @@ BEGIN
     IF t IS NULL THEN
         RETURN NULL;
     END IF;
-    IF t ~ p.secret_run OR t LIKE ANY(p.secret_value_hints) THEN
+    IF t ~ p.secret_chars OR t LIKE ANY(p.secret_value_hints) THEN
         FOR i IN 1 .. coalesce(array_length(p.secret_patterns, 1), 0) LOOP
             t := regexp_replace(t, p.secret_patterns[i], p.secret_replacements[i], 'g');
         END LOOP;
@@ -97,7 +97,7 @@ $fn$;
 
 CREATE FUNCTION reviewpacks_scan(t text, p reviewpacks_policy) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT CASE WHEN t ~ p.secret_run OR t LIKE ANY(p.secret_value_hints) OR (NOT p.include_pii AND t ~ p.pii_any)
+    SELECT CASE WHEN t ~ p.secret_chars OR t LIKE ANY(p.secret_value_hints) OR (NOT p.include_pii AND t ~ p.pii_any)
                 THEN reviewpacks_redact_text(t, p) ELSE t END
 $fn$;
 
@@ -132,7 +132,6 @@ BEGIN
                                OR a.k LIKE ANY(p.secret_key_pieces)) THEN to_jsonb(p.secret_placeholder)
                            WHEN a.typ = 'string' AND a.k = ANY(p.weak_secret_keys)
                                AND (e.val #>> '{}') ~ p.credential AND (e.val #>> '{}') ~ '[0-9]'
-                               AND ((e.val #>> '{}') ~ p.secret_run OR (e.val #>> '{}') LIKE ANY(p.secret_value_hints))
                                THEN to_jsonb(p.secret_placeholder)
                            WHEN a.typ = 'number' AND depth < p.max_depth THEN
                                CASE WHEN masked OR d.person THEN to_jsonb(p.person_placeholder) ELSE e.val END
