@@ -19,12 +19,12 @@ from domain import layout, redaction
 from domain.csvsafe import neutralise_row
 from domain.ziparchive import EntryDigest
 
+# Raised for source values a pack cannot carry; defined beside the redaction policy, which
+# refuses too-deep JSON, and known to callers by this name.
+InvalidSourceData = redaction.InvalidSourceData
+
 SCHEMA_VERSION = 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class InvalidSourceData(ValueError):
-    """A source row cannot be exported as it is (for example a corrupt stored report)."""
 
 
 def json_bytes(document: object) -> bytes:
@@ -38,18 +38,26 @@ def compact_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _free_text(value: object, include_pii: bool) -> str | None:
+    return redaction.text_field(None if value is None else str(value), include_pii=include_pii)
+
+
+_ENUMERATED = ("finding_type", "severity", "status", "subject_type")
+
+
 def finding_row(row: Mapping[str, Any], *, include_pii: bool) -> list[str]:
-    evidence = redaction.scrub(row.get("evidence") or {}, include_pii=include_pii)
+    evidence = compact_json(row.get("evidence") or {})
+    # The same first look as the COPY query (storage/export.py), so both paths scrub the same rows.
+    if redaction.needs_scrub(evidence, include_pii=include_pii):
+        evidence = compact_json(redaction.scrub(row.get("evidence") or {}, include_pii=include_pii))
     values = {
         "id": row["id"],
-        "finding_type": row["finding_type"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "subject_type": row["subject_type"],
+        # Host-written enumerations: scanned when personal data is removed, as the COPY path does.
+        **{c: row[c] if include_pii else _free_text(row[c], False) for c in _ENUMERATED},
         "subject_external_id": row.get("subject_external_id"),
         "subject_display_name": redaction.display_name(row.get("subject_display_name"), include_pii=include_pii),
-        "title": row["title"] if include_pii else redaction.redact_text(row["title"]),
-        "evidence": compact_json(evidence),
+        "title": redaction.text_field(row["title"], include_pii=include_pii),
+        "evidence": evidence,
         "first_seen_at": layout.iso(row.get("first_seen_at")),
         "last_seen_at": layout.iso(row.get("last_seen_at")),
         "updated_at": layout.iso(row.get("updated_at")),
@@ -57,14 +65,19 @@ def finding_row(row: Mapping[str, Any], *, include_pii: bool) -> list[str]:
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
 
 
-def operation_row(row: Mapping[str, Any]) -> list[str]:
+def operation_row(row: Mapping[str, Any], *, include_pii: bool = False) -> list[str]:
     context = row.get("context") or {}
+    reason = context.get("reason_code") if isinstance(context, dict) else None
+    # Host applications write these columns; they are scanned like any free text.
+    def text(value: object) -> str | None:
+        return _free_text(value, include_pii)
+
     values = {
         "id": row["id"],
-        "type": row["type"],
-        "status": row["status"],
-        "outcome": row.get("outcome"),
-        "reason_code": context.get("reason_code") if isinstance(context, dict) else None,
+        "type": text(row["type"]),
+        "status": text(row["status"]),
+        "outcome": text(row.get("outcome")),
+        "reason_code": text(reason),
         "initiator_user_id": row.get("initiator_user_id"),
         "created_at": layout.iso(row.get("created_at")),
         "started_at": layout.iso(row.get("started_at")),
@@ -224,9 +237,10 @@ def metadata_document(
     freshness: Mapping[str, dict[str, Any]],
     files: list[dict[str, Any]],
     provenance: Provenance,
+    redaction_block: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``freshness`` is the output of :func:`freshness_entries`."""
-    return {
+    document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind.value,
         "pack": {**identity, "id": provenance.pack_id, "generated_at": provenance.generated_at},
@@ -241,6 +255,9 @@ def metadata_document(
         "files": files,
         "disclosure": layout.DISCLOSURE,
     }
+    if redaction_block is not None:
+        document["redaction"] = dict(redaction_block)
+    return document
 
 
 def _text(value: object) -> str | None:
@@ -260,8 +277,9 @@ def _items(summary: Mapping[str, Any], key: str, fields: tuple[str, ...]) -> lis
 
 def review_content(review: Mapping[str, Any], *, include_pii: bool) -> dict[str, Any]:
     """The human-facing content of a published review, validated and redacted."""
-    summary = redaction.scrub(review.get("summary") or {}, include_pii=include_pii)
-    sections = redaction.scrub(review.get("sections") or [], include_pii=include_pii)
+    # A review's prose is its content: kept and scanned, while unknown fields follow the allow-list.
+    summary = redaction.scrub(review.get("summary") or {}, include_pii=include_pii, prose=True)
+    sections = redaction.scrub(review.get("sections") or [], include_pii=include_pii, prose=True)
     if not isinstance(summary, dict):
         raise InvalidSourceData("the review summary is not a JSON object")
     if not isinstance(sections, list) or not all(isinstance(s, dict) for s in sections):

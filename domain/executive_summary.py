@@ -25,6 +25,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from domain.layout import OPERATIONS_WINDOW_DAYS, SEVERITIES
+from domain.redaction import statement
 
 __all__ = ["render_review_summary", "render_tenant_summary"]
 
@@ -81,6 +82,7 @@ def render_tenant_summary(ctx: dict[str, Any]) -> str:
             for key, entry in ctx["data_freshness"].items()
         ],
         "pack_identity": _identity(ctx["pack"]),
+        "privacy": statement(bool(ctx["options"]["include_pii"])),
     }
     view["freshness_callouts"] = _callouts(view["freshness_rows"])
     # The fingerprint identifies the pack for machines and lives in
@@ -95,8 +97,12 @@ def render_review_summary(ctx: dict[str, Any]) -> str:
         {**entry, "label": entry["source"] if entry["source"] is not None else "Unnamed source", "age": _age(entry["age_days"])}
         for entry in ctx["evidence_basis"]
     ]
+    # Without options the page must not claim that personal data was removed.
+    include_pii = bool(ctx.get("options", {}).get("include_pii", True))
     view = {
         **ctx,
+        "include_pii": include_pii,
+        "privacy": statement(include_pii),
         "key_findings": [
             {**finding, "severity_class": _severity_class(finding["severity"])}
             for finding in ctx["key_findings"]

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from sqlalchemy import Connection, Engine
 
-from domain import documents, fingerprint, layout
+from domain import documents, fingerprint, layout, redaction
 from domain.csvwrite import COPY_LINE_END, csv_line, spool_csv, write_csv
 from domain.executive_summary import render_review_summary, render_tenant_summary
 from domain.options import options_from_dict
@@ -151,7 +151,7 @@ def build_tenant(src: Sources) -> Plan:
         operations, operations_count = spool_csv(
             layout.OPERATIONS_COLUMNS,
             queries.stream_operations(src.conn, tenant["id"], since, src.chunk_size),
-            documents.operation_row,
+            lambda r: documents.operation_row(r, include_pii=pii),
         )
         entries.append(Entry(layout.OPERATIONS, operations))
     summary = documents.summary_document(
@@ -187,12 +187,20 @@ def build_tenant(src: Sources) -> Plan:
         )
     )
 
+    # Replacements per category, read off the data files (the page repeats some of them).
+    replaced = redaction.PlaceholderTally()
+    replaced.add(redaction.count_placeholders(e.data for e in entries if e.data is not None and e.path != layout.ENTRYPOINT))
+
+    def counted(cells: list[str]) -> list[str]:
+        replaced.add(redaction.count_placeholders(cells))
+        return cells
+
     def write_findings(entry) -> None:
         tally.rows = write_csv(
             entry,
             layout.FINDINGS_COLUMNS,
             queries.stream_findings(src.conn, tenant["id"], src.chunk_size),
-            lambda r: documents.finding_row(r, include_pii=pii),
+            lambda r: counted(documents.finding_row(r, include_pii=pii)),
             on_chunk=src.progress,
         )
 
@@ -202,6 +210,7 @@ def build_tenant(src: Sources) -> Plan:
         total = sum(by_status.values())
         for block in export.copy_findings(src.conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
             entry.write(block)
+            replaced.feed(block)
             # Quoted cells may hold line breaks, so this is progress, not the row count.
             lines += block.count(b"\n")
             src.progress(lines, entry.size)
@@ -220,6 +229,7 @@ def build_tenant(src: Sources) -> Plan:
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
                 provenance=src.provenance,
+                redaction_block=redaction.metadata_block(pii, replaced.counts),
             )
         )
 
@@ -273,10 +283,12 @@ def build_review(src: Sources) -> Plan:
                     "evidence_basis": evidence,
                     "files": _file_list(files),
                     "disclosure": layout.DISCLOSURE,
+                    "options": options.as_dict(),
                 }
             ).encode("utf-8"),
         ),
     ]
+    replacements = redaction.count_placeholders(e.data for e in entries if e.path in (layout.SECTIONS, layout.SUMMARY))
 
     def metadata(digests: Mapping[str, EntryDigest]) -> bytes:
         return documents.json_bytes(
@@ -296,6 +308,7 @@ def build_review(src: Sources) -> Plan:
                 freshness=freshness,
                 files=documents.file_entries(files, digests),
                 provenance=src.provenance,
+                redaction_block=redaction.metadata_block(options.include_pii, replacements),
             )
         )
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from domain import capabilities, fingerprint, layout
 from domain.capabilities import Action
-from domain.options import InvalidOptions, PackOptions, resolve_options
+from domain.options import InvalidOptions, resolve_options
 from domain.states import ACTIVE_PACK_STATUSES, TERMINAL_PACK_STATUSES, PackStatus
 from reviewpacks.settings import Settings
 from storage import packs, queries
@@ -307,9 +307,15 @@ class ReviewPackClient:
                 options=stored_options,
             )
 
-    def request_review_pack(self, review_id: int, actor_id: int) -> RequestResult:
+    def request_review_pack(self, review_id: int, actor_id: int, include_pii: bool | None = None) -> RequestResult:
         _check_id("review_id", review_id)
         _check_id("actor_id", actor_id)
+        try:
+            options = resolve_options(
+                include_pii, False, default_pii=self.settings.include_pii_default, default_operations=False
+            )
+        except InvalidOptions as exc:
+            raise InvalidRequest(str(exc)) from None
         with self._session() as session:
             review_tenant = session.execute(
                 select(TenantReview.tenant_id)
@@ -325,7 +331,6 @@ class ReviewPackClient:
                 raise _not_found()
             if review.status != "published":
                 raise InvalidRequest(f"review {review_id} is {review.status}; only published reviews can be exported")
-            options = PackOptions(include_pii=self.settings.include_pii_default, include_operations=False)
             conn = session.connection()
             review_row, tenant_row = queries.review_row(conn, review.id), queries.tenant_row(conn, tenant.id)
             if review_row is None or tenant_row is None:

@@ -48,6 +48,8 @@ FAILURES: tuple[tuple[Callable[[BaseException], bool], Failure], ...] = (
     (_is(IntegrityError), Failure(ReasonCode.INTERNAL_ERROR, transient=False)),
     (_is(DBAPIError), Failure(ReasonCode.DATABASE_UNAVAILABLE, transient=True)),
     (_is(InvalidSourceData), Failure(ReasonCode.INVALID_SOURCE_DATA, transient=False)),
+    # JSON nested too deep for Python to decode is the source's fault, not an outage.
+    (_is(RecursionError), Failure(ReasonCode.INVALID_SOURCE_DATA, transient=False)),
     (_is(SourceMissing), Failure(ReasonCode.SOURCE_MISSING, transient=False)),
     (_is(LayoutMismatch), Failure(ReasonCode.INTERNAL_ERROR, transient=False)),
 )

@@ -11,7 +11,8 @@ from domain.csvsafe import FORMULA_PREFIXES, neutralise, neutralise_row
 
 
 def test_the_owasp_prefix_list():
-    assert FORMULA_PREFIXES == ("=", "+", "-", "@", "\t", "\r")
+    assert FORMULA_PREFIXES[:6] == ("=", "+", "-", "@", "\t", "\r")
+    assert FORMULA_PREFIXES[6:] == ("\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 @pytest.mark.parametrize("prefix", FORMULA_PREFIXES, ids=repr)
@@ -148,3 +149,28 @@ def test_csv_round_trip():
     for row in back:
         for cell in row:
             assert not cell.startswith(FORMULA_PREFIXES)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [" =1+1", "  @SUM(1)", "\u200b=cmd", "\ufeff+1", "\u00a0-1", "\n=1", " \u200d \u2060=1", "\uff1dcmd", "\uff20SUM(1)",
+     " \uff0b1", "\uff0d1"],
+    ids=repr,
+)
+def test_prefixes_behind_spaces_zero_width_characters_or_in_full_width_are_neutralised(value):
+    assert neutralise(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", [" plain", "\u200bplain", "a=1", "x @y", "\u3000text"], ids=repr)
+def test_leading_spaces_alone_are_left_alone(value):
+    assert neutralise(value) == value
+
+
+def test_the_copy_pattern_agrees_with_the_python_test():
+    import re
+
+    from domain.csvsafe import FORMULA_PATTERN, LEADING_IGNORED, starts_formula
+
+    samples = [c + rest for c in [*LEADING_IGNORED, *FORMULA_PREFIXES, "a", "\u3000"] for rest in ["", "=1", "x", " \u200b@"]]
+    for text in samples:
+        assert bool(re.match(FORMULA_PATTERN, text)) == starts_formula(text), repr(text)

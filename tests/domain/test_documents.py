@@ -36,8 +36,10 @@ from domain.documents import (
     source_freshness,
     summary_document,
 )
-from domain.redaction import PII_PLACEHOLDER, SECRET_PLACEHOLDER
+from domain.redaction import PII_PLACEHOLDER, PLACEHOLDERS, SECRET_PLACEHOLDER, TEXT_PLACEHOLDER
 from domain.ziparchive import DeterministicZip, EntryDigest
+
+EMAIL = PLACEHOLDERS["email"]
 
 UTC = dt.timezone.utc
 SUBJECT_ID = uuid.UUID("3f2504e0-4f89-41d3-9a0c-0305e82c3301")
@@ -154,9 +156,9 @@ class TestFindingRow:
             "user",
             str(SUBJECT_ID),
             PII_PLACEHOLDER,
-            f"Account {PII_PLACEHOLDER} has no MFA",
-            '{"accessToken":"[removed]","last_sign_in_days":12,"notes":["ping [redacted]"],'
-            f'"objectId":"{SUBJECT_ID}","role":"Global Administrator","userPrincipalName":"[redacted]"}}',
+            f"Account {EMAIL} has no MFA",
+            f'{{"accessToken":"{SECRET_PLACEHOLDER}","last_sign_in_days":12,"notes":["{TEXT_PLACEHOLDER}"],'
+            f'"objectId":"{SUBJECT_ID}","role":"Global Administrator","userPrincipalName":"{PII_PLACEHOLDER}"}}',
             "2026-11-01T08:00:00Z",
             "2026-11-19T23:00:00Z",
             "2026-11-20T08:00:00Z",
@@ -172,7 +174,7 @@ class TestFindingRow:
             str(SUBJECT_ID),
             "Jane Doe",
             "Account jane.doe@contoso.com has no MFA",
-            '{"accessToken":"[removed]","last_sign_in_days":12,"notes":["ping jane.doe@contoso.com"],'
+            f'{{"accessToken":"{SECRET_PLACEHOLDER}","last_sign_in_days":12,"notes":["ping jane.doe@contoso.com"],'
             f'"objectId":"{SUBJECT_ID}","role":"Global Administrator",'
             '"userPrincipalName":"jane.doe@contoso.com"}',
             "2026-11-01T08:00:00Z",
@@ -213,7 +215,9 @@ class TestFindingRow:
     def test_evidence_is_compact_sorted_and_without_secrets(self, include_pii):
         evidence = {"z": 1, "a": {"client_secret": "hunter2", "y": [1, 2]}, "password": "pw"}
         cells = self.as_dict(finding_row(finding(evidence=evidence), include_pii=include_pii))
-        assert cells["evidence"] == '{"a":{"client_secret":"[removed]","y":[1,2]},"password":"[removed]","z":1}'
+        assert cells["evidence"] == (
+            f'{{"a":{{"client_secret":"{SECRET_PLACEHOLDER}","y":[1,2]}},"password":"{SECRET_PLACEHOLDER}","z":1}}'
+        )
         assert "hunter2" not in cells["evidence"]
         assert json.loads(cells["evidence"])["a"]["client_secret"] == SECRET_PLACEHOLDER
 
@@ -390,7 +394,8 @@ class TestReportDocument:
             "generated_at": "2026-11-19T06:00:00Z",
             "payload": {
                 "roles": [
-                    {"role": "Global Administrator", "members": [{"displayName": PII_PLACEHOLDER, "id": "u-1"}]}
+                    # "u-1" is no UUID: under a person's key it could name one, so it goes too.
+                    {"role": "Global Administrator", "members": [{"displayName": PII_PLACEHOLDER, "id": PII_PLACEHOLDER}]}
                 ],
                 "graph_token": SECRET_PLACEHOLDER,
             },
@@ -773,7 +778,7 @@ class TestReviewContent:
 
     def test_full_review_without_pii(self):
         content = review_content(REVIEW, include_pii=False)
-        assert content["headline"] == f"Solid controls; ask {PII_PLACEHOLDER} about privileged access."
+        assert content["headline"] == f"Solid controls; ask {EMAIL} about privileged access."
         assert content["overall_status"] == "needs attention"
         assert content["key_findings"] == [
             {"title": "Four apps hold high privilege", "severity": "high", "detail": "Review consent."},
@@ -796,9 +801,9 @@ class TestReviewContent:
             {"title": "apps", "body": "", "structured_body": {"table": [["app", "scope"]]}},
             {"title": "Listed", "body": "", "structured_body": ["a", "b"]},
             {"title": "Untitled section", "body": "", "structured_body": None},
-            {"title": "Untitled section", "body": f"Mail {PII_PLACEHOLDER}", "structured_body": None},
+            {"title": "Untitled section", "body": f"Mail {EMAIL}", "structured_body": None},
         ]
-        assert content["raw_summary"]["reviewer"] == {"displayName": PII_PLACEHOLDER, "id": "u-9"}
+        assert content["raw_summary"]["reviewer"] == {"displayName": PII_PLACEHOLDER, "id": PII_PLACEHOLDER}
         assert content["raw_summary"]["api_token"] == SECRET_PLACEHOLDER
 
     def test_structured_section_bodies_are_kept_for_the_page_and_the_raw_sections(self):
@@ -869,7 +874,7 @@ class TestReviewSummaryDocument:
             "counts": {"key_findings": 2, "accepted_risks": 2, "decisions": 2, "sections": 5},
             "summary": content["raw_summary"],
         }
-        assert document["summary"]["headline"] == f"Solid controls; ask {PII_PLACEHOLDER} about privileged access."
+        assert document["summary"]["headline"] == f"Solid controls; ask {EMAIL} about privileged access."
 
     def test_unpublished_time(self):
         content = review_content({}, include_pii=True)
