@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import inspect
 import json
 import logging
 import os
@@ -455,12 +454,7 @@ def request_review(
     """Request a pack derived from a published tenant review."""
     client = _client()
     with client, _errors():
-        options: dict[str, Any] = {}
-        if "include_pii" in inspect.signature(client.request_review_pack).parameters:
-            options["include_pii"] = False if no_pii else None
-        elif no_pii:
-            raise _fail(EXIT_INVALID, "invalid request", "this version cannot leave personal data out of review packs")
-        result = client.request_review_pack(review, actor, **options)
+        result = client.request_review_pack(review, actor, include_pii=False if no_pii else None)
         _report_request(client, result, actor, wait, timeout, as_json)
 
 

@@ -148,6 +148,12 @@ def test_request_review_json(run, ids):
     assert body["outcome"] == "queued" and body["pack"]["tenant_review_id"] == ids.review_id
 
 
+def test_request_review_without_personal_data(run, ids):
+    result = run("request-review", "--review", str(ids.review_id), "--actor", str(ids.manager_id), "--no-pii", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pack"]["options"]["include_pii"] is False
+
+
 def test_status_of_a_failed_pack_shows_the_safe_message(run, pg_url, ids):
     import datetime as dt
 
