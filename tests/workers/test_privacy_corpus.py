@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from settings import Settings
 
 from domain import redaction
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage import db
 from storage.artifacts import LocalStore
 from storage.demo_data import seed_demo
@@ -36,7 +37,7 @@ def planted(request, pg_url, tmp_path):
     )
     store = LocalStore(tmp_path / "artifacts")
     store.ensure_ready()
-    with db.session_factory(url)() as session:
+    with runtime.session_factory(url)() as session:
         ids = seed_demo(session, findings=3)
         corpus.plant(session, ids)
     return settings, store, ids
@@ -44,7 +45,7 @@ def planted(request, pg_url, tmp_path):
 
 def _generate(settings, store, pack_id) -> dict[str, str]:
     assert pipeline.generate(pack_id, settings=settings, store=store, can_retry=False).state == "ready"
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         key = session.get(ReviewPack, pack_id).file_path
     with store.open(key) as body:
         return corpus.entries(body.read())
@@ -118,10 +119,10 @@ def test_review_packs_with_and_without_pii_are_different_requests(planted):
 @pytest.mark.parametrize("bad", ["no", 0, 1, "false"])
 def test_review_pack_option_must_be_a_bool(pg_url, tmp_path, bad):
     settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": pg_url, "REVIEWPACKS_HOME": str(tmp_path)})
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=0)
     client = ReviewPackClient(settings, store=LocalStore(tmp_path / "a"), publish=lambda _id: None)
     with pytest.raises(InvalidRequest, match="include_pii"):
         client.request_review_pack(ids.review_id, ids.manager_id, include_pii=bad)
-    with db.session_factory(pg_url)() as session:
+    with runtime.session_factory(pg_url)() as session:
         assert session.query(ReviewPack).filter(ReviewPack.tenant_review_id == ids.review_id).count() == 0

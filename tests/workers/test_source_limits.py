@@ -6,10 +6,11 @@ import json
 import uuid
 
 import pytest
-from settings import Settings
 
 from domain.reasons import ReasonCode
 from domain.redaction import MAX_DEPTH
+from reviewpacks import runtime
+from reviewpacks.settings import Settings
 from storage import db
 from storage.artifacts import LocalStore
 from storage.demo_data import seed_demo
@@ -45,7 +46,7 @@ def _nested(depth: int, leaf: object) -> object:
 @pytest.mark.parametrize("include_pii", [False, True])
 def test_too_deep_evidence_fails_as_invalid_source_data_without_retry(backend, include_pii, pg_url, tmp_path):
     settings, store = _setup(backend, pg_url, tmp_path)
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         ids = seed_demo(session, findings=2)
         # A secret-like key deep inside, so that the evidence is scrubbed on both paths even with PII.
         session.add(Finding(tenant_id=ids.tenant_id, finding_type="deep", severity="low", status="new",
@@ -59,14 +60,14 @@ def test_too_deep_evidence_fails_as_invalid_source_data_without_retry(backend, i
     result = pipeline.generate(pack.id, settings=settings, store=store, can_retry=True)
 
     assert (result.state, result.reason) == ("failed", ReasonCode.INVALID_SOURCE_DATA)
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         assert session.get(ReviewPack, pack.id).status == "failed"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_too_deep_report_fails_as_invalid_source_data(backend, pg_url, tmp_path):
     settings, store = _setup(backend, pg_url, tmp_path)
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         ids = seed_demo(session, findings=1)
         report = session.query(StoredReport).filter(StoredReport.tenant_id == ids.tenant_id).first()
         report.payload = _nested(MAX_DEPTH + 5, "x")
@@ -81,7 +82,7 @@ def test_too_deep_report_fails_as_invalid_source_data(backend, pg_url, tmp_path)
 def test_a_huge_value_and_a_wide_object_give_a_bounded_pack(backend, pg_url, tmp_path):
     # The shapes that once took minutes: a 320k-character report value, a 20,000-key evidence object.
     settings, store = _setup(backend, pg_url, tmp_path)
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         ids = seed_demo(session, findings=1)
         report = session.query(StoredReport).filter(
             StoredReport.tenant_id == ids.tenant_id, StoredReport.report_type == "entra.admin_roles"
@@ -94,7 +95,7 @@ def test_a_huge_value_and_a_wide_object_give_a_bounded_pack(backend, pg_url, tmp
     client = ReviewPackClient(settings, store=store, publish=lambda _id: None)
     pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id, include_pii=False).pack
     assert pipeline.generate(pack.id, settings=settings, store=store, can_retry=False).state == "ready"
-    with db.session_factory(settings.database_url)() as session:
+    with runtime.session_factory(settings.database_url)() as session:
         key = session.get(ReviewPack, pack.id).file_path
     with store.open(key) as body:
         files = corpus.entries(body.read())

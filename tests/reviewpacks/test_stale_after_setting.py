@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from settings import Settings, SettingsError
+
+from reviewpacks.settings import Settings, SettingsError
 
 
 def test_stale_after_days_defaults_to_seven_and_reads_the_variable(tmp_path):
