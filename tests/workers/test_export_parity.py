@@ -42,7 +42,7 @@ EVIDENCE = [
     # Every category of the redaction policy (domain/redaction.py), in keys and values.
     {"upn": "alias_contoso.com#EXT#@tenant.onmicrosoft.com", "note": "from 203.0.113.7 and 2001:db8::7",
      "status": "seen at 198.51.100.2, call +44 20 7946 0958", "type": "jörg+tag@müller.de"},
-    {"manager": {"name": "Mia Manager", "id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "employeeNumber": 4711},
+    {"manager": {"name": "Mia Manager", "id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "employeeNumber": 4711081542},
      "owners": ["Olaf Owner", None, True], "favouriteColleague": "Carl Colleague", "sAMAccountName": "carl"},
     {"accountKey": "bXlTdG9yYWdlS2V5", "sig": "c2lnbmF0dXJlMTIzNDU2Nzg5MA==", "key": "identity", "auth": "basic",
      "result": "Bearer 0paqueT0kenValue.x and eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2ln"},
@@ -151,7 +151,7 @@ def test_copy_and_portable_readers_agree(pg_url, tmp_path, tenant, include_pii):
                "AKIAIOSFODNN7EXAMPLE", "ghp_A1b2", "abc8Q~", "MIIEvQIBADANBg", "AccountKey=abc"]
     assert [s for s in secrets if s in text] == []
     personal = ["jane", "x@y.io", "bob@", "alias_contoso", "müller", "203.0.113.7", "2001:db8::7", "198.51.100.2",
-                "7946 0958", "Mia Manager", "4711", "Olaf Owner", "Carl Colleague", "carl", "deep@", "123-4567"]
+                "7946 0958", "Mia Manager", "4711081542", "Olaf Owner", "Carl Colleague", "carl", "deep@", "123-4567"]
     leaked = [p for p in personal if p.lower() in text.lower()]
     assert leaked == [] if not include_pii else leaked
     counts = copy_others["redaction"]["replacements"]
