@@ -304,22 +304,26 @@ def add_audit(
 def _audit_row(
     workspace_id: int, tenant_id: int | None, actor_id: int | None, action: str, pack_id: int | None, details: dict
 ) -> dict:
-    return dict(
-        workspace_id=workspace_id,
-        tenant_id=tenant_id,
-        actor_user_id=actor_id,
-        action=action,
-        resource_type="review_pack",
-        resource_id=pack_id,
-        details=details,
-    )
+    # Keyed by column, not attribute: the rows go to the table itself (details is stored as "metadata").
+    return {
+        "workspace_id": workspace_id,
+        "tenant_id": tenant_id,
+        "actor_user_id": actor_id,
+        "action": action,
+        "resource_type": "review_pack",
+        "resource_id": pack_id,
+        "metadata": details,
+    }
 
 
 def _insert_audits(session: Session, rows: list[dict]) -> None:
-    # A plain INSERT sent at once: an audit row is never read back, so it needs neither the
-    # unit of work nor a RETURNING of its id, which a request would otherwise pay for on every call.
+    # A plain INSERT on the session's connection, sent at once: an audit row is never read back, so
+    # it needs neither the unit of work nor the ORM's bulk path nor a RETURNING of its id, which a
+    # request would otherwise pay for on every call. Pending objects are flushed first, so rows keep
+    # the order in which they were added.
     if rows:
-        session.execute(insert(AuditLog), rows)
+        session.flush()
+        session.connection().execute(insert(AuditLog.__table__), rows)
 
 
 # -- requests ------------------------------------------------------------------------------------
