@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -38,6 +38,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.producer import produce  # noqa: E402
 from reviewpacks import runtime  # noqa: E402
 from reviewpacks.settings import Settings  # noqa: E402
 from storage import db, packs  # noqa: E402
@@ -262,6 +263,52 @@ def request_latency(env: Environment, seeded: list, calls: int) -> list[float]:
     return latencies
 
 
+def concurrent_latency(env: Environment, ids, producers: int, calls: int, expected: str) -> tuple[list[float], float]:
+    """Latencies of ``calls`` requests shared by ``producers`` processes calling at once, and the load average."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=producers, mp_context=context) as pool:
+        # Every producer starts at the same moment, once all of them have started and warmed up.
+        start_at = time.time() + 5 + producers
+        futures = [
+            pool.submit(produce, env.env, ids.tenant_id, ids.manager_id, max(1, calls // producers), start_at)
+            for _ in range(producers)
+        ]
+        results = [future.result() for future in futures]
+    unexpected = {outcome for _, outcomes in results for outcome in outcomes} - {expected}
+    if unexpected:
+        raise BenchFailure(f"expected {expected}, got {', '.join(sorted(unexpected))}")
+    return [ms for latencies, _ in results for ms in latencies], os.getloadavg()[0]
+
+
+def big_tenant_latency(env: Environment, ids, findings: int, calls: int) -> list[tuple[str, str, str]]:
+    """request_pack on a large tenant, answered by an active pack and then by a ready one, with 1 and 8 producers."""
+    queued = env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    if queued.outcome != "queued":
+        raise BenchFailure(f"expected a new generation, got {queued.outcome}")
+    rows = []
+    measured = [(outcome, producers) for outcome in ("reused_active", "reused_ready") for producers in (1, 8)]
+    for outcome, producers in measured:
+        if outcome == "reused_ready" and producers == 1:
+            # No worker ran so far: the pack stayed queued while the active path was measured.
+            worker = Worker(env, pool="solo", concurrency=1)
+            try:
+                wait_ready(env, queued.pack.id, ids.manager_id)
+            finally:
+                worker.stop()
+        latencies, load = concurrent_latency(env, ids, producers, calls, outcome)
+        rows.append(
+            (
+                f"request_pack, {findings:,} findings, {outcome}, {producers} producer{'s' if producers > 1 else ''}",
+                f"p95 {percentile(latencies, 95):.1f} ms",
+                f"p50 {percentile(latencies, 50):.1f} ms over {len(latencies):,} calls; load {load:.1f}; target p95 <= 15 ms",
+            )
+        )
+    expire(env, queued.pack.id)
+    return rows
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
@@ -285,6 +332,9 @@ def main(argv=None) -> int:
     parser.add_argument("--small-findings", type=int, default=1_000)
     parser.add_argument("--request-calls", type=int, default=1_000)
     parser.add_argument("--skip-small", action="store_true", help="only the large pack (for the 10M run)")
+    parser.add_argument(
+        "--requests-only", action="store_true", help="only request_pack latency on the large tenant (1 and 8 producers)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--admin-url", default=os.environ.get("REVIEWPACKS_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--redis-url", default=os.environ.get("REVIEWPACKS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"))
@@ -295,6 +345,9 @@ def main(argv=None) -> int:
     try:
         print(f"seeding {args.findings:,} findings ...", flush=True)
         big = seed_tenant(env, args.findings)
+        if args.requests_only:
+            rows += big_tenant_latency(env, big, args.findings, args.request_calls)
+            return _report(args, argv, rows)
         small = seed_tenant(env, args.small_rss_findings)
 
         floors = [floor_seconds(env, big.tenant_id) for _ in range(args.runs)]
@@ -320,12 +373,16 @@ def main(argv=None) -> int:
             latencies = request_latency(env, seeded, args.request_calls)
             rows.append((f"request_pack over {args.request_calls:,} calls", f"p95 {percentile(latencies, 95):.1f} ms",
                          f"p50 {percentile(latencies, 50):.1f} ms; target p95 <= 15 ms"))
+        rows += big_tenant_latency(env, big, args.findings, args.request_calls)
     except BenchFailure as exc:
         print(f"bench: pipeline broken: {exc}", file=sys.stderr)
         return 1
     finally:
         env.close()
+    return _report(args, argv, rows)
 
+
+def _report(args, argv, rows: list[tuple[str, str, str]]) -> int:
     width = max(len(r[0]) for r in rows)
     table = [f"| {'measure'.ljust(width)} | value | notes |", f"| {'-' * width} | --- | --- |"]
     table += [f"| {name.ljust(width)} | {value} | {notes} |" for name, value, notes in rows]
