@@ -298,6 +298,10 @@ def big_tenant_latency(env: Environment, ids, findings: int, calls: int) -> list
             worker = Worker(env, pool="prefork", concurrency=1)
             try:
                 wait_ready(env, queued.pack.id, ids.manager_id)
+            except BenchFailure:
+                # The run's folder goes with the run: the worker's own account of the failure is kept here.
+                print(worker.log.read_text()[-4000:], file=sys.stderr)
+                raise
             finally:
                 worker.stop()
         latencies, load = concurrent_latency(env, ids, producers, calls, outcome)
