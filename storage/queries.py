@@ -121,7 +121,7 @@ def latest_reports(conn: Connection, tenant_id: int, *, payload: bool = True) ->
     return reports
 
 
-def _operations_filter(tenant_id, since: dt.date):
+def _operations_filter(tenant_id: int, since: dt.date):
     return _operations_window(tenant_id, _since_ts(since))
 
 
