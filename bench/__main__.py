@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -41,6 +41,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.producer import produce  # noqa: E402
 from domain import redaction  # noqa: E402
 from reviewpacks import runtime  # noqa: E402
 from reviewpacks.settings import Settings  # noqa: E402
@@ -133,6 +134,8 @@ class Worker:
             app_ready = self._ping(env)
             time.sleep(0.2)
         if not app_ready:
+            # A worker that never answered must not outlive the run and take the next run's tasks.
+            self.stop()
             raise BenchFailure(f"worker not ready:\n{self.log.read_text()}")
 
     def _ping(self, env: Environment) -> bool:
@@ -335,6 +338,57 @@ def redaction_micro(env: Environment) -> list[tuple[str, str, str]]:
                     f"{py:.3f} s / {pg:.3f} s",
                     f"Python / PostgreSQL; target < {MICRO_TARGET_S:.0f} s each: {verdict}",
                 ))
+
+
+def concurrent_latency(env: Environment, ids, producers: int, calls: int, expected: str) -> tuple[list[float], float]:
+    """Latencies of ``calls`` requests shared by ``producers`` processes calling at once, and the load average."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=producers, mp_context=context) as pool:
+        # Every producer starts at the same moment, once all of them have started and warmed up.
+        start_at = time.time() + 5 + producers
+        futures = [
+            pool.submit(produce, env.env, ids.tenant_id, ids.manager_id, max(1, calls // producers), start_at)
+            for _ in range(producers)
+        ]
+        results = [future.result() for future in futures]
+    unexpected = {outcome for _, outcomes in results for outcome in outcomes} - {expected}
+    if unexpected:
+        raise BenchFailure(f"expected {expected}, got {', '.join(sorted(unexpected))}")
+    return [ms for latencies, _ in results for ms in latencies], os.getloadavg()[0]
+
+
+def big_tenant_latency(env: Environment, ids, findings: int, calls: int) -> list[tuple[str, str, str]]:
+    """request_pack on a large tenant, answered by an active pack and then by a ready one, with 1 and 8 producers."""
+    queued = env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    if queued.outcome != "queued":
+        raise BenchFailure(f"expected a new generation, got {queued.outcome}")
+    rows = []
+    measured = [(outcome, producers) for outcome in ("reused_active", "reused_ready") for producers in (1, 8)]
+    for outcome, producers in measured:
+        if outcome == "reused_ready" and producers == 1:
+            # No worker ran so far: the pack stayed queued while the active path was measured. The
+            # worker takes it at once, so a prefork parent answers the readiness ping meanwhile.
+            worker = Worker(env, pool="prefork", concurrency=1)
+            try:
+                wait_ready(env, queued.pack.id, ids.manager_id)
+            except BenchFailure:
+                # The run's folder goes with the run: the worker's own account of the failure is kept here.
+                print(worker.log.read_text()[-4000:], file=sys.stderr)
+                raise
+            finally:
+                worker.stop()
+        latencies, load = concurrent_latency(env, ids, producers, calls, outcome)
+        rows.append(
+            (
+                f"request_pack, {findings:,} findings, {outcome}, {producers} producer{'s' if producers > 1 else ''}",
+                f"p95 {percentile(latencies, 95):.1f} ms",
+                f"p50 {percentile(latencies, 50):.1f} ms over {len(latencies):,} calls; load {load:.1f}; target p95 <= 15 ms",
+            )
+        )
+        print(" | ".join(rows[-1]), flush=True)
+    expire(env, queued.pack.id)
     return rows
 
 
@@ -362,6 +416,9 @@ def main(argv=None) -> int:
     parser.add_argument("--request-calls", type=int, default=1_000)
     parser.add_argument("--skip-small", action="store_true", help="only the large pack (for the 10M run)")
     parser.add_argument("--micro-only", action="store_true", help="only the redaction micro-benchmarks")
+    parser.add_argument(
+        "--requests-only", action="store_true", help="only request_pack latency on the large tenant (1 and 8 producers)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--admin-url", default=os.environ.get("REVIEWPACKS_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--redis-url", default=os.environ.get("REVIEWPACKS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"))
@@ -375,6 +432,9 @@ def main(argv=None) -> int:
             raise _MicroOnly
         print(f"seeding {args.findings:,} findings ...", flush=True)
         big = seed_tenant(env, args.findings)
+        if args.requests_only:
+            rows += big_tenant_latency(env, big, args.findings, args.request_calls)
+            return _report(args, argv, rows)
         small = seed_tenant(env, args.small_rss_findings)
 
         floors = [floor_seconds(env, big.tenant_id) for _ in range(args.runs)]
@@ -400,6 +460,7 @@ def main(argv=None) -> int:
             latencies = request_latency(env, seeded, args.request_calls)
             rows.append((f"request_pack over {args.request_calls:,} calls", f"p95 {percentile(latencies, 95):.1f} ms",
                          f"p50 {percentile(latencies, 50):.1f} ms; target p95 <= 15 ms"))
+        rows += big_tenant_latency(env, big, args.findings, args.request_calls)
     except _MicroOnly:
         pass
     except BenchFailure as exc:
@@ -407,7 +468,10 @@ def main(argv=None) -> int:
         return 1
     finally:
         env.close()
+    return _report(args, argv, rows)
 
+
+def _report(args, argv, rows: list[tuple[str, str, str]]) -> int:
     width = max(len(r[0]) for r in rows)
     table = [f"| {'measure'.ljust(width)} | value | notes |", f"| {'-' * width} | --- | --- |"]
     table += [f"| {name.ljust(width)} | {value} | {notes} |" for name, value, notes in rows]

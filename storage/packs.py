@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -298,17 +298,32 @@ def add_audit(
     pack_id: int | None,
     details: dict,
 ) -> None:
-    session.add(
-        AuditLog(
-            workspace_id=workspace_id,
-            tenant_id=tenant_id,
-            actor_user_id=actor_id,
-            action=action,
-            resource_type="review_pack",
-            resource_id=pack_id,
-            details=details,
-        )
-    )
+    _insert_audits(session, [_audit_row(workspace_id, tenant_id, actor_id, action, pack_id, details)])
+
+
+def _audit_row(
+    workspace_id: int, tenant_id: int | None, actor_id: int | None, action: str, pack_id: int | None, details: dict
+) -> dict:
+    # Keyed by column, not attribute: the rows go to the table itself (details is stored as "metadata").
+    return {
+        "workspace_id": workspace_id,
+        "tenant_id": tenant_id,
+        "actor_user_id": actor_id,
+        "action": action,
+        "resource_type": "review_pack",
+        "resource_id": pack_id,
+        "metadata": details,
+    }
+
+
+def _insert_audits(session: Session, rows: list[dict]) -> None:
+    # A plain INSERT on the session's connection, sent at once: an audit row is never read back, so
+    # it needs neither the unit of work nor the ORM's bulk path nor a RETURNING of its id, which a
+    # request would otherwise pay for on every call. Pending objects are flushed first, so rows keep
+    # the order in which they were added.
+    if rows:
+        session.flush()
+        session.connection().execute(insert(AuditLog.__table__), rows)
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -431,16 +446,13 @@ def expire(
         .values(status=PackStatus.EXPIRED, expired_at=now, updated_at=now)
         .returning(ReviewPack.id, ReviewPack.workspace_id, ReviewPack.tenant_id, ReviewPack.file_path)
     ).all()
-    for pack_id, workspace_id, tenant_id, _key in rows:
-        add_audit(
-            session,
-            workspace_id=workspace_id,
-            tenant_id=tenant_id,
-            actor_id=actor_id,
-            action="review_pack.expired",
-            pack_id=pack_id,
-            details={"by": by},
-        )
+    _insert_audits(
+        session,
+        [
+            _audit_row(workspace_id, tenant_id, actor_id, "review_pack.expired", pack_id, {"by": by})
+            for pack_id, workspace_id, tenant_id, _key in rows
+        ],
+    )
     session.commit()
     return Expiry(
         expired=tuple(r[0] for r in rows),

@@ -8,17 +8,28 @@ transaction boundary.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Select, func, select
+from sqlalchemy import BigInteger, Connection, Engine, Select, bindparam, func, select, true
+from sqlalchemy.orm import aliased
 
 from domain import layout
 from domain.fingerprint import FreshnessBasis, ReportStamp, ReviewPackInputs, SourceStamp, TenantPackInputs
 from domain.options import PackOptions
 from domain.states import RUN_TYPE_GENERATE
-from storage.models import Finding, FindingStats, OperationRun, StoredReport, Tenant, TenantReview
+from storage.models import (
+    Finding,
+    FindingStats,
+    OperationRun,
+    StoredReport,
+    Tenant,
+    TenantReview,
+    UTCDateTime,
+    WorkspaceMembership,
+)
 
 FINDING_COLUMNS = (
     Finding.id,
@@ -111,11 +122,15 @@ def latest_reports(conn: Connection, tenant_id: int, *, payload: bool = True) ->
 
 
 def _operations_filter(tenant_id: int, since: dt.date):
+    return _operations_window(tenant_id, _since_ts(since))
+
+
+def _operations_window(tenant_id, since_ts):
     # Pack generations are operation runs too; listing them would make every request change the
     # next pack's content, so a pack never lists its own kind of run.
     return (
         OperationRun.tenant_id == tenant_id,
-        OperationRun.created_at >= _since_ts(since),
+        OperationRun.created_at >= since_ts,
         OperationRun.type != RUN_TYPE_GENERATE,
     )
 
@@ -147,46 +162,150 @@ def tenant_inputs(
 ) -> TenantPackInputs:
     """The fingerprint inputs alone: a handful of indexed single-row reads, whatever the tenant's size.
 
-    A request computes only these; the findings enter through their change counter, which the
-    database's triggers keep, so no request aggregates a tenant's findings.
+    The findings enter through their change counter, which the database's triggers keep, so
+    no read of the inputs aggregates a tenant's findings. A request reads the same inputs in
+    one statement through scoped_tenant_inputs; both assemble them in _assemble_inputs.
     """
-    if options.include_operations and since is None:
-        raise ValueError("operations are included but no operations window start was given")
+    _check_window(options, since)
     if reports is None:
         reports = latest_reports(conn, tenant["id"], payload=False)
-    operations = operations_completed = None
+    operations = None
     if options.include_operations:
-        # One statement for both stamps: every run in the window, and the completed ones among them.
-        completed = OperationRun.completed_at.is_not(None)
-        count, max_id, latest, done, done_max_id, done_latest = conn.execute(
-            select(
-                func.count(),
-                func.max(OperationRun.id),
-                func.max(OperationRun.created_at),
-                func.count().filter(completed),
-                func.max(OperationRun.id).filter(completed),
-                func.max(OperationRun.completed_at),
-            ).where(*_operations_filter(tenant["id"], since))
-        ).one()
-        operations = _stamp(int(count), max_id, _as_utc(latest))
+        assert since is not None
+        operations = tuple(conn.execute(_operations_stamps(tenant["id"], _since_ts(since))).one())
+    return _assemble_inputs(tenant, options, since, basis, reports, finding_changes(conn, tenant["id"]), operations)
+
+
+def _check_window(options: PackOptions, since: dt.date | None) -> None:
+    if options.include_operations and since is None:
+        raise ValueError("operations are included but no operations window start was given")
+
+
+def _operations_stamps(tenant_id, since_ts) -> Select:
+    """One statement for both operation stamps: every run in the window, and the completed ones among them."""
+    completed = OperationRun.completed_at.is_not(None)
+    return select(
+        func.count().label("ops_count"),
+        func.max(OperationRun.id).label("ops_max_id"),
+        func.max(OperationRun.created_at).label("ops_latest"),
+        func.count().filter(completed).label("ops_done"),
+        func.max(OperationRun.id).filter(completed).label("ops_done_max_id"),
+        func.max(OperationRun.completed_at).label("ops_done_latest"),
+    ).where(*_operations_window(tenant_id, since_ts))
+
+
+def _assemble_inputs(
+    tenant: Mapping,
+    options: PackOptions,
+    since: dt.date | None,
+    basis: FreshnessBasis,
+    reports: Mapping[str, Mapping | None],
+    findings_changes: int | None,
+    operations: tuple | None,
+) -> TenantPackInputs:
+    """The one place that turns what was read into fingerprint inputs, so a request and a worker agree."""
+    operations_stamp = operations_completed = None
+    if operations is not None:
+        count, max_id, latest, done, done_max_id, done_latest = operations
+        operations_stamp = _stamp(int(count), max_id, _as_utc(latest))
         operations_completed = _stamp(int(done), done_max_id, _as_utc(done_latest))
     return TenantPackInputs(
         tenant_id=tenant["id"],
         tenant_external_id=str(tenant["external_id"]),
         tenant_name=tenant["name"],
         options=options,
-        findings_changes=finding_changes(conn, tenant["id"]),
+        findings_changes=int(findings_changes or 0),
         hardening=tenant["hardening"] or {},
         hardening_updated_at=_iso_full(tenant.get("hardening_updated_at")),
         reports={
             rtype: ReportStamp(r["id"], r["fingerprint"], layout.iso(r["generated_at"])) if r else ReportStamp()
             for rtype, r in reports.items()
         },
-        operations_since=since.isoformat() if options.include_operations else None,
-        operations=operations,
+        operations_since=since.isoformat() if options.include_operations and since is not None else None,
+        operations=operations_stamp,
         operations_completed=operations_completed,
         freshness=basis,
     )
+
+
+@dataclass(frozen=True)
+class ScopedInputs:
+    """A tenant as one actor's membership sees it: the capabilities granted there, and the fingerprint inputs."""
+
+    workspace_id: int
+    capabilities: object
+    inputs: TenantPackInputs
+
+
+_TENANT_COLUMNS = ("id", "workspace_id", "external_id", "name", "hardening", "hardening_updated_at")
+
+
+@functools.cache
+def _scoped_inputs_statement(include_operations: bool) -> Select:
+    """Built once per option set: a request pays neither for building it nor for more than one round trip.
+
+    Each report type joins its newest row through a correlated "newest id" subquery (served by
+    ix_stored_reports_tenant_type_generated), and the operation stamps are a one-row aggregate, so
+    the statement reads a few index entries whatever the tenant's size, on PostgreSQL and SQLite alike.
+    """
+    tenant_id, actor_id = bindparam("tenant_id", type_=BigInteger), bindparam("actor_id", type_=BigInteger)
+    columns: list = [Tenant.__table__.c[name] for name in _TENANT_COLUMNS]
+    columns.append(WorkspaceMembership.capabilities.label("capabilities"))
+    changes = select(FindingStats.changes).where(FindingStats.tenant_id == Tenant.id).scalar_subquery()
+    columns.append(changes.label("findings_changes"))
+    query = select(*columns).join(
+        WorkspaceMembership,
+        (WorkspaceMembership.workspace_id == Tenant.workspace_id) & (WorkspaceMembership.user_id == actor_id),
+    )
+    for index, report_type in enumerate(layout.REPORTS):
+        report = aliased(StoredReport, name=f"report_{index}")
+        newest = (
+            select(StoredReport.id)
+            .where(StoredReport.tenant_id == Tenant.id, StoredReport.report_type == report_type)
+            .order_by(StoredReport.generated_at.desc(), StoredReport.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = query.outerjoin(report, report.id == newest)
+        columns = [report.id, report.fingerprint, report.generated_at]
+        query = query.add_columns(*(c.label(f"report_{index}_{c.key}") for c in columns))
+    if include_operations:
+        stamps = _operations_stamps(tenant_id, bindparam("since_ts", type_=UTCDateTime)).subquery("ops")
+        query = query.join(stamps, true()).add_columns(*stamps.c)
+    return query.where(Tenant.id == tenant_id)
+
+
+def scoped_tenant_inputs(
+    conn: Connection, tenant_id: int, actor_id: int, options: PackOptions, since: dt.date | None, basis: FreshnessBasis
+) -> ScopedInputs | None:
+    """The request's read in one statement: the tenant joined to the actor's membership, with every stamp.
+
+    None when the actor is not a member of the tenant's workspace: such an actor gets no row
+    back at all. The caller checks the capabilities before it uses the inputs or writes anything.
+    The inputs equal tenant_inputs' for the same state.
+    """
+    _check_window(options, since)
+    params: dict = {"tenant_id": tenant_id, "actor_id": actor_id}
+    if options.include_operations:
+        assert since is not None
+        params["since_ts"] = _since_ts(since)
+    row = conn.execute(_scoped_inputs_statement(options.include_operations), params).mappings().first()
+    if row is None:
+        return None
+    tenant = {name: row[name] for name in _TENANT_COLUMNS}
+    reports = {}
+    for index, report_type in enumerate(layout.REPORTS):
+        report_id = row[f"report_{index}_id"]
+        reports[report_type] = None if report_id is None else {
+            "id": report_id,
+            "fingerprint": row[f"report_{index}_fingerprint"],
+            "generated_at": row[f"report_{index}_generated_at"],
+        }
+    operations = None
+    if options.include_operations:
+        operations = tuple(row[c] for c in ("ops_count", "ops_max_id", "ops_latest", "ops_done", "ops_done_max_id", "ops_done_latest"))
+    inputs = _assemble_inputs(tenant, options, since, basis, reports, row["findings_changes"], operations)
+    return ScopedInputs(workspace_id=row["workspace_id"], capabilities=row["capabilities"], inputs=inputs)
 
 
 def tenant_sources(

@@ -1,7 +1,9 @@
 """The producer-side client: request packs, read their state, issue download URLs.
 
 Every call checks the actor's capabilities in the tenant's workspace before it
-reads or writes anything else, and a refused call writes nothing. Requests are
+uses what it read or writes anything, and a refused call writes nothing. A request
+reads its membership together with the fingerprint inputs, in one statement that
+returns nothing at all to an actor outside the workspace. Requests are
 answered from an existing pack when the fingerprint matches; otherwise the run
 and the pack are created in one transaction and the generate task is queued
 after that transaction commits.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, select
+from sqlalchemy import ColumnElement, Engine, bindparam, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from domain import capabilities, fingerprint, layout
@@ -100,6 +102,15 @@ class PackView:
     def is_final(self) -> bool:
         return self.status in TERMINAL_PACK_STATUSES
 
+
+# The pack a request with these inputs shares, if any (uq_reviewpacks_packs_active_fingerprint makes it
+# at most one). Built once, because every request runs it and building it anew costs Python time on each call.
+LIVE_PACK = select(ReviewPack).where(
+    ReviewPack.workspace_id == bindparam("workspace_id"),
+    ReviewPack.tenant_id == bindparam("tenant_id"),
+    ReviewPack.fingerprint == bindparam("fingerprint"),
+    ReviewPack.status.in_([*ACTIVE_PACK_STATUSES, PackStatus.READY]),
+)
 
 # What review_pack_status answers (seed 004 FR-008, without the seed's UI-only states).
 REVIEW_PACK_AVAILABLE = "available"
@@ -288,22 +299,27 @@ class ReviewPackClient:
             )
         except InvalidOptions as exc:
             raise InvalidRequest(str(exc)) from None
+        since = queries.operations_since(utcnow().date()) if options.include_operations else None
         with self._session() as session:
-            tenant = self._tenant(session, tenant_id, actor_id, Action.REQUEST)
-            since = queries.operations_since(utcnow().date()) if options.include_operations else None
-            tenant_row = {c.key: getattr(tenant, c.key) for c in Tenant.__table__.columns}
-            inputs = queries.tenant_inputs(session.connection(), tenant_row, options, since, self._freshness_basis())
+            # One statement reads the membership and every fingerprint input: a non-member gets no
+            # row, and a member without the capability is refused before anything is written.
+            scoped = queries.scoped_tenant_inputs(
+                session.connection(), tenant_id, actor_id, options, since, self._freshness_basis()
+            )
+            if scoped is None:
+                raise _not_found()
+            self._check(scoped.capabilities, Action.REQUEST)
             stored_options: dict[str, Any] = options.as_dict()
             if since is not None:
                 stored_options["operations_since"] = since.isoformat()
             return self._request(
                 session,
-                workspace_id=tenant.workspace_id,
-                tenant_id=tenant.id,
+                workspace_id=scoped.workspace_id,
+                tenant_id=tenant_id,
                 review_id=None,
                 kind=layout.PackKind.TENANT,
                 actor_id=actor_id,
-                fp=fingerprint.compute(inputs),
+                fp=fingerprint.compute(scoped.inputs),
                 options=stored_options,
             )
 
@@ -371,12 +387,7 @@ class ReviewPackClient:
         # Two rounds at most: when a concurrent request wins the insert, the second round finds its pack.
         for _ in range(3):
             live = session.execute(
-                select(ReviewPack).where(
-                    ReviewPack.workspace_id == workspace_id,
-                    ReviewPack.tenant_id == tenant_id,
-                    ReviewPack.fingerprint == fp,
-                    ReviewPack.status.in_([*ACTIVE_PACK_STATUSES, PackStatus.READY]),
-                )
+                LIVE_PACK, {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fp}
             ).scalar_one_or_none()
             now = utcnow()
             if live is not None and live.status == PackStatus.READY and (live.expires_at is None or live.expires_at <= now):

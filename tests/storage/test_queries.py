@@ -12,7 +12,7 @@ from sqlalchemy import delete, event, text, update
 from domain import fingerprint
 from domain.options import PackOptions
 from storage import queries
-from storage.models import Finding, OperationRun, StoredReport, Tenant, Workspace
+from storage.models import Finding, OperationRun, StoredReport, Tenant, User, Workspace, WorkspaceMembership
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -26,6 +26,16 @@ def tenant(pg_session):
     pg_session.add(row)
     pg_session.flush()
     return row
+
+
+@pytest.fixture
+def member(pg_session, tenant):
+    user = User(email=f"{uuid.uuid4().hex}@example.test", display_name="m")
+    pg_session.add(user)
+    pg_session.flush()
+    pg_session.add(WorkspaceMembership(workspace_id=tenant.workspace_id, user_id=user.id, capabilities=["review_pack.request"]))
+    pg_session.flush()
+    return user
 
 
 def _findings(session, tenant_id, count, status="new"):
@@ -104,7 +114,22 @@ def _fp(session, tenant, options=None, since=dt.date(2026, 10, 21)):
     inputs = queries.tenant_inputs(session.connection(), _row_of(tenant), options, since, BASIS)
     # The worker's full read computes the same inputs as the request's cheap one.
     assert queries.tenant_sources(session.connection(), _row_of(tenant), options, since, BASIS).inputs == inputs
+    # And so does the request's single statement, read through a member's eyes.
+    scoped = queries.scoped_tenant_inputs(session.connection(), tenant.id, _member_of(session, tenant), options, since, BASIS)
+    assert scoped is not None and scoped.inputs == inputs and scoped.workspace_id == tenant.workspace_id
     return fingerprint.compute(inputs)
+
+
+def _member_of(session, tenant):
+    membership = session.query(WorkspaceMembership).filter_by(workspace_id=tenant.workspace_id).first()
+    if membership is None:
+        user = User(email=f"{uuid.uuid4().hex}@example.test", display_name="m")
+        session.add(user)
+        session.flush()
+        membership = WorkspaceMembership(workspace_id=tenant.workspace_id, user_id=user.id, capabilities=[])
+        session.add(membership)
+        session.flush()
+    return membership.user_id
 
 
 EXPORTED_CHANGES = {
@@ -176,6 +201,59 @@ def test_a_request_reads_no_finding_rows(pg_session, tenant):
     assert any("finding_stats" in s for s in statements)
     # Nor report payloads, which can be large: the fingerprint needs their ids, fingerprints and dates.
     assert not any("payload" in s for s in statements)
+
+
+def test_a_request_reads_its_inputs_in_one_statement_without_findings_or_payloads(pg_session, tenant, member):
+    _findings(pg_session, tenant.id, 5)
+    pg_session.add(StoredReport(tenant_id=tenant.id, report_type="permission_posture", fingerprint="abc", payload={"big": "x" * 1000}, generated_at=NOW))
+    pg_session.flush()
+    statements = []
+    engine = pg_session.get_bind().engine
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        scoped = queries.scoped_tenant_inputs(pg_session.connection(), tenant.id, member.id, PackOptions(True, True), dt.date(2026, 10, 21), BASIS)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert scoped is not None and scoped.capabilities == ["review_pack.request"]
+    assert len(statements) == 1
+    assert not re.search(r"\bFROM findings\b", statements[0]) and "finding_stats" in statements[0]
+    assert "payload" not in statements[0]
+
+
+def test_the_request_read_returns_nothing_to_an_actor_outside_the_workspace(pg_session, tenant, member):
+    elsewhere = Workspace(name="elsewhere")
+    outsider = User(email=f"{uuid.uuid4().hex}@example.test", display_name="o")
+    pg_session.add_all([elsewhere, outsider])
+    pg_session.flush()
+    pg_session.add(WorkspaceMembership(workspace_id=elsewhere.id, user_id=outsider.id, capabilities=["review_pack.request"]))
+    other_tenant = Tenant(workspace_id=elsewhere.id, external_id=uuid.uuid4(), name="x", hardening={})
+    pg_session.add(other_tenant)
+    pg_session.flush()
+    read = lambda tenant_id, actor_id: queries.scoped_tenant_inputs(  # noqa: E731
+        pg_session.connection(), tenant_id, actor_id, PackOptions(True, False), None, BASIS
+    )
+    assert read(tenant.id, outsider.id) is None
+    assert read(other_tenant.id, member.id) is None
+    assert read(tenant.id + other_tenant.id + 1000, member.id) is None
+    assert read(tenant.id, member.id).inputs.tenant_id == tenant.id
+
+
+def test_the_request_read_takes_the_newest_report_of_each_type(pg_session, tenant, member):
+    older = StoredReport(tenant_id=tenant.id, report_type="permission_posture", fingerprint="old", payload={}, generated_at=NOW - dt.timedelta(days=1))
+    same_time_a = StoredReport(tenant_id=tenant.id, report_type="entra.admin_roles", fingerprint="a", payload={}, generated_at=NOW)
+    same_time_b = StoredReport(tenant_id=tenant.id, report_type="entra.admin_roles", fingerprint="b", payload={}, generated_at=NOW)
+    newest = StoredReport(tenant_id=tenant.id, report_type="permission_posture", fingerprint="new", payload={}, generated_at=NOW)
+    pg_session.add_all([older, same_time_a, same_time_b, newest])
+    pg_session.flush()
+    scoped = queries.scoped_tenant_inputs(pg_session.connection(), tenant.id, member.id, PackOptions(True, False), None, BASIS)
+    assert scoped.inputs.reports["permission_posture"].fingerprint == "new"
+    # Two reports stamped at the same instant: the later row wins, as in latest_reports.
+    assert scoped.inputs.reports["entra.admin_roles"].fingerprint == "b"
+    assert scoped.inputs == queries.tenant_inputs(pg_session.connection(), _row_of(tenant), PackOptions(True, False), None, BASIS)
 
 
 def test_fingerprint_inputs_are_stable_and_follow_every_source(pg_session, tenant):

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from domain.states import PackStatus
 from reviewpacks import runtime
@@ -81,6 +81,37 @@ def test_a_second_identical_request_while_queued_is_reused_active(env):
     second = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
     assert (second.outcome, second.pack.id) == ("reused_active", first.pack.id)
     assert recorder.published == [first.pack.id]
+
+
+def test_a_request_answered_by_a_live_pack_costs_three_statements_and_one_commit(env, pg_url):
+    client, _, ids = env
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    statements: list[str] = []
+    commits: list[object] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def committed(conn):
+        commits.append(conn)
+
+    event.listen(client.engine, "before_cursor_execute", record)
+    event.listen(client.engine, "commit", committed)
+    try:
+        again = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    finally:
+        event.remove(client.engine, "before_cursor_execute", record)
+        event.remove(client.engine, "commit", committed)
+    # The membership and every fingerprint input, the live pack, the audit row: each round trip
+    # counts when many producers call at once, so a new one has to be a deliberate choice.
+    assert (again.outcome, again.pack.id) == ("reused_active", first.pack.id)
+    assert len(statements) == 3 and len(commits) == 1
+    assert statements[2].startswith("INSERT INTO reviewpacks_audit_logs")
+    with runtime.session_factory(pg_url)() as session:
+        audits = session.execute(
+            select(AuditLog.details).where(AuditLog.resource_id == first.pack.id).order_by(AuditLog.id)
+        ).scalars().all()
+    assert [a["outcome"] for a in audits] == ["queued", "reused_active"]
 
 
 def test_different_options_make_a_different_pack(env, pg_url):
