@@ -338,6 +338,7 @@ def redaction_micro(env: Environment) -> list[tuple[str, str, str]]:
                     f"{py:.3f} s / {pg:.3f} s",
                     f"Python / PostgreSQL; target < {MICRO_TARGET_S:.0f} s each: {verdict}",
                 ))
+    return rows
 
 
 def concurrent_latency(env: Environment, ids, producers: int, calls: int, expected: str) -> tuple[list[float], float]:
