@@ -32,6 +32,10 @@ def starts_formula(text: str) -> bool:
     return text.lstrip(LEADING_IGNORED).startswith(FORMULA_PREFIXES)
 
 
+# Only a cell that starts with one of these characters can start a formula.
+_FIRST = frozenset(FORMULA_PREFIXES) | frozenset(LEADING_IGNORED)
+
+
 def neutralise(value: object) -> str:
     """Render one cell as text, prefixing a single quote where it could run as a formula."""
     if value is None:
@@ -41,7 +45,7 @@ def neutralise(value: object) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "")
     text = cut(text)
-    if starts_formula(text):
+    if text and text[0] in _FIRST and starts_formula(text):
         return "'" + text
     return text
 

@@ -8,14 +8,15 @@ apply whichever reader produced the rows.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from domain import layout, redaction
+from domain import csvsafe, layout, redaction, ziparchive
 from domain.csvsafe import neutralise_row
 from domain.ziparchive import EntryDigest
 
@@ -46,23 +47,105 @@ _ENUMERATED = ("finding_type", "severity", "status", "subject_type")
 
 
 def finding_row(row: Mapping[str, Any], *, include_pii: bool) -> list[str]:
-    evidence = compact_json(row.get("evidence") or {})
-    # The same first look as the COPY query (storage/export.py), so both paths scrub the same rows.
+    """One findings.csv row from a finding as the portable reader returns it (typed values)."""
+    value = row.get("evidence")
+    value = {} if value is None else value
+    evidence = compact_json(value)
     if redaction.needs_scrub(evidence, include_pii=include_pii):
-        evidence = compact_json(redaction.scrub(row.get("evidence") or {}, include_pii=include_pii))
+        evidence = compact_json(redaction.scrub(value, include_pii=include_pii))
+    return _finding_cells(row, evidence, [layout.iso(row.get(c)) for c in _TIMESTAMPS], include_pii)
+
+
+def copied_finding_row(cells: Sequence[str | None], *, include_pii: bool) -> list[str]:
+    """The same rules on a row as PostgreSQL's COPY wrote it (storage/export.py).
+
+    Every cell is text: timestamps already in the pack's format, the evidence as PostgreSQL
+    prints jsonb. Evidence that needs no scrub keeps that rendering; scrubbed evidence is
+    printed the same way (:func:`jsonb_text`), so one file never mixes two styles.
+    """
+    row = dict(zip(layout.FINDINGS_COLUMNS, cells, strict=True))
+    # No evidence (SQL NULL, or JSON null, which the portable reader cannot tell apart) is {}.
+    evidence = "{}" if row["evidence"] in (None, "null") else row["evidence"]
+    if redaction.needs_scrub(evidence, include_pii=include_pii):
+        if len(evidence) <= _SHORT_EVIDENCE:
+            evidence = _scrubbed_short(evidence, include_pii)
+        else:
+            evidence = _scrubbed(evidence, include_pii)
+    return _finding_cells(row, evidence, [row[c] for c in _TIMESTAMPS], include_pii)
+
+
+def _scrubbed(evidence: str, include_pii: bool) -> str:
+    return jsonb_text(redaction.scrub(json.loads(evidence), include_pii=include_pii))
+
+
+# Findings of one rule often carry the same evidence: short evidence is scrubbed once per value
+# (a bounded number remembered; the result depends on the text alone).
+_SHORT_EVIDENCE = 1024
+_scrubbed_short = functools.lru_cache(maxsize=4096)(_scrubbed)
+
+
+def jsonb_text(value: object) -> str:
+    """JSON as PostgreSQL prints jsonb: ", " and ": " between items, non-ASCII characters as they are."""
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+
+
+_TIMESTAMPS = ("first_seen_at", "last_seen_at", "updated_at")
+
+
+def _finding_cells(row: Mapping[str, Any], evidence: str, timestamps: list[str | None], include_pii: bool) -> list[str]:
     values = {
         "id": row["id"],
-        # Host-written enumerations: scanned when personal data is removed, as the COPY path does.
+        # Host-written enumerations: scanned when personal data is removed.
         **{c: row[c] if include_pii else _free_text(row[c], False) for c in _ENUMERATED},
         "subject_external_id": row.get("subject_external_id"),
         "subject_display_name": redaction.display_name(row.get("subject_display_name"), include_pii=include_pii),
         "title": redaction.text_field(row["title"], include_pii=include_pii),
         "evidence": evidence,
-        "first_seen_at": layout.iso(row.get("first_seen_at")),
-        "last_seen_at": layout.iso(row.get("last_seen_at")),
-        "updated_at": layout.iso(row.get("updated_at")),
+        **dict(zip(_TIMESTAMPS, timestamps, strict=True)),
     }
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
+
+
+def _utf8_alternatives(chars: Iterable[str]) -> bytes:
+    return b"(?:" + b"|".join(re.escape(c.encode("utf-8")) for c in sorted(set(chars))) + b")"
+
+
+def _caseless(hint: str) -> bytes:
+    """A bytes pattern for every text whose str.lower() holds ``hint`` (Kelvin sign included)."""
+    parts = []
+    for c in hint:
+        if c.isascii() and c.isalpha():
+            # Characters whose lower-case form starts with this letter: its two ASCII cases, plus
+            # U+212A KELVIN SIGN for k and U+0130 for i (tests/domain check the list is complete).
+            parts.append(_utf8_alternatives({c, c.upper(), *_LOWERS_TO.get(c, ())}))
+        else:
+            parts.append(re.escape(c.encode("utf-8")))
+    return b"".join(parts)
+
+
+_LOWERS_TO = {"k": ("\u212a",), "i": ("\u0130",)}
+
+
+def copy_first_look_pattern() -> bytes:
+    """A bytes pattern that every findings row COPY writes must match to need :func:`copied_finding_row`.
+
+    With personal data included, a row that does not match comes out of copied_finding_row
+    unchanged: it holds none of the characters or pieces a secret is made of (the first looks of
+    domain/redaction.py), no cell that starts like a formula (domain/csvsafe.py), and no secret-key
+    hint in any letter case. Cells too long for a spreadsheet are found by their length, not by
+    this pattern. The pattern uses only what Python's re and RE2 (in Latin-1 mode, byte by byte)
+    read alike; tests/domain/test_documents.py checks the promise on generated rows.
+    """
+    ignored = _utf8_alternatives(csvsafe.LEADING_IGNORED)
+    prefixes = _utf8_alternatives(csvsafe.FORMULA_PREFIXES)
+    pieces = [
+        b"[=~@]",
+        # A cell starts a line or follows a comma; quoted cells open with a quote.
+        b'(?:\\A|[,\n])"?' + ignored + b"*" + prefixes,
+        *(re.escape(h.encode("utf-8")) for h in redaction.SECRET_VALUE_HINTS),
+        *(_caseless(h) for h in redaction.SECRET_KEY_HINTS),
+    ]
+    return b"|".join(pieces)
 
 
 def operation_row(row: Mapping[str, Any], *, include_pii: bool = False) -> list[str]:
@@ -254,6 +337,7 @@ def metadata_document(
         "appendix": sorted([f["path"] for f in files if f["role"] == layout.Role.APPENDIX.value] + [layout.METADATA]),
         "files": files,
         "disclosure": layout.DISCLOSURE,
+        "archive": {"deflate": dict(ziparchive.DEFLATE)},
     }
     if redaction_block is not None:
         document["redaction"] = dict(redaction_block)

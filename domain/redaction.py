@@ -43,6 +43,7 @@ PostgreSQL's engine then both finish in time proportional to the text.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -261,8 +262,21 @@ _SECRET_RULES = tuple((re.compile(p), r) for p, r in SECRET_RULES)
 _PII_RULES = tuple((re.compile(p), r, re.compile(h)) for (p, r), h in zip(PII_RULES, PII_HINTS, strict=True))
 
 
+# Short texts repeat across rows (keys, enumerations, role names): their results are remembered,
+# a bounded number of them, so a million rows with the same keys classify each key once.
+_SHORT = 64
+_REMEMBERED = 8192
+
+
 def normal_key(key: str) -> str:
+    return _normal_key_cached(key) if len(key) <= _SHORT else _normal_key(key)
+
+
+def _normal_key(key: str) -> str:
     return _RE_KEY_SEPARATOR.sub("_", _RE_KEY_CAMEL.sub(r"\1_\2", key)).strip("_").lower()
+
+
+_normal_key_cached = functools.lru_cache(maxsize=_REMEMBERED)(_normal_key)
 
 
 def _secret_key(key: str) -> bool:
@@ -314,6 +328,12 @@ def redact_text(text: str | None, *, include_pii: bool = False) -> str | None:
     """
     if text is None:
         return None
+    if len(text) <= _SHORT:
+        return _redact_short(text, include_pii)
+    return _redact_text(text, include_pii)
+
+
+def _redact_text(text: str, include_pii: bool) -> str:
     # The first looks only skip work: a text without a hint has nothing the patterns could match.
     if may_hold_secret_value(text):
         for pattern, replacement in _SECRET_RULES:
@@ -323,6 +343,9 @@ def redact_text(text: str | None, *, include_pii: bool = False) -> str | None:
             if hint.search(text):
                 text = pattern.sub(replacement, text)
     return text
+
+
+_redact_short = functools.lru_cache(maxsize=_REMEMBERED)(_redact_text)
 
 
 def may_hold_secret_value(text: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 from dataclasses import dataclass
@@ -151,8 +152,27 @@ def seed_demo(session: Session, *, findings: int = 250, seed: int = 7, name: str
     return DemoIds(workspace.id, tenant.id, manager.id, viewer.id, review.id)
 
 
-def add_findings(session: Session, tenant_id: int, count: int, *, seed: int = 11, open_share: float = 0.9) -> None:
-    """Add many realistic findings fast: COPY on PostgreSQL, batched inserts elsewhere."""
+def _evidence(i: int, rng: random.Random, personal_share: float) -> str:
+    days = rng.randint(0, 400)
+    if personal_share and rng.random() < personal_share:
+        return json.dumps({
+            "role": "Global Administrator",
+            "last_sign_in_days": days,
+            "principal": {"displayName": f"Person {i:07d}", "userPrincipalName": f"person{i:07d}@contoso.com"},
+            "signInIp": f"203.0.{i % 256}.{i % 199 + 1}",
+            "note": f"assigned by admin{i % 97}@contoso.com",
+        })
+    return '{"role": "Global Administrator", "last_sign_in_days": %d}' % days
+
+
+def add_findings(
+    session: Session, tenant_id: int, count: int, *, seed: int = 11, open_share: float = 0.9, personal_share: float = 0.0
+) -> None:
+    """Add many realistic findings fast: COPY on PostgreSQL, batched inserts elsewhere.
+
+    ``personal_share`` of the rows carry personal data in their evidence, as Microsoft Graph
+    returns it: a person's name, a UPN, a sign-in address, and an e-mail address inside a note.
+    """
     rng = random.Random(seed)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     columns = (
@@ -172,7 +192,7 @@ def add_findings(session: Session, tenant_id: int, count: int, *, seed: int = 11
                 uuid.UUID(int=rng.getrandbits(128), version=4),
                 f"User {i:07d}",
                 f"Privileged role assigned without a recent sign-in review, case {i:09d}",
-                '{"role": "Global Administrator", "last_sign_in_days": %d}' % rng.randint(0, 400),
+                _evidence(i, rng, personal_share),
                 now - dt.timedelta(days=30),
                 now - dt.timedelta(days=1),
                 now - dt.timedelta(seconds=i % 86400),

@@ -223,7 +223,7 @@ class TestFindingRow:
 
     @pytest.mark.parametrize(
         "evidence, expected",
-        [(None, "{}"), ({}, "{}"), ([], "{}"), ([{"b": 1, "a": 2}], '[{"a":2,"b":1}]')],
+        [(None, "{}"), ({}, "{}"), ([], "[]"), ([{"b": 1, "a": 2}], '[{"a":2,"b":1}]')],
     )
     def test_evidence_defaults(self, evidence, expected):
         cells = self.as_dict(finding_row(finding(evidence=evidence), include_pii=True))
@@ -603,8 +603,14 @@ class TestMetadataDocument:
                 "appendix",
                 "files",
                 "disclosure",
+                "archive",
             ]
         )
+
+    def test_archive_states_the_deflate_implementation(self):
+        from domain.ziparchive import DEFLATE
+
+        assert self.document()["archive"] == {"deflate": DEFLATE}
 
     def test_identity_fingerprint_options(self):
         document = self.document()

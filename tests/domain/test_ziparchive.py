@@ -10,13 +10,15 @@ import random
 import struct
 import tempfile
 import zipfile
-import zlib
 
 import pytest
+from zlib_ng import zlib_ng
 
 from domain import layout
 from domain.ziparchive import (
     COMPRESS_LEVEL,
+    DEFLATE,
+    DEFLATE_PIECE,
     FILE_MODE,
     FIXED_DATE_TIME,
     DeterministicZip,
@@ -99,14 +101,18 @@ def local_header(raw: bytes, info: zipfile.ZipInfo) -> dict:
 
 
 def raw_deflate(data: bytes, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush()
+    """zlib-ng's raw deflate stream, fed in the archive's fixed pieces."""
+    compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
+    pieces = [compressor.compress(data[i : i + DEFLATE_PIECE]) for i in range(0, len(data), DEFLATE_PIECE)]
+    return b"".join(pieces) + compressor.flush()
 
 
 def test_constants():
     assert FIXED_DATE_TIME == (1980, 1, 1, 0, 0, 0)
     assert FILE_MODE == 0o100644
     assert COMPRESS_LEVEL == 6
+    # metadata.json states the deflate implementation, whose output depends on its version.
+    assert DEFLATE == {"implementation": f"zlib-ng {zlib_ng.ZLIBNG_VERSION}", "level": COMPRESS_LEVEL}
 
 
 class TestDeterminism:
@@ -136,12 +142,17 @@ class TestDeterminism:
         for raw in (one, small, odd):
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 assert zf.read("a.csv") == DATA
-        # zlib's deflate output depends only on the input bytes when no flush is requested, so the
-        # chunking of writes does not show in the archive either. This is a property of the zlib
-        # build (checked with zlib 1.2.x), not of DeterministicZip; the pipeline does not rely on it
-        # because the same rows always arrive as the same writes.
-        if "ng" not in zlib.ZLIB_RUNTIME_VERSION:
-            assert one == small == odd
+        assert one == small == odd
+
+    def test_chunking_does_not_change_the_bytes_of_entries_larger_than_a_deflate_piece(self):
+        # zlib-ng's output depends on how its input is split; the entry hands it fixed pieces.
+        rng = random.Random(5)
+        data = b"".join(b"%d,%s\n" % (i, rng.choice([b"high", b"low", b"medium"])) for i in range(400_000))
+        assert len(data) > 2 * DEFLATE_PIECE
+        builds = {build([("a.csv", "stream", _chunks(data, size))]) for size in (4093, 65_537, DEFLATE_PIECE + 3, len(data))}
+        assert len(builds) == 1
+        with zipfile.ZipFile(io.BytesIO(builds.pop())) as zf:
+            assert zf.read("a.csv") == data
 
     def test_write_bytes_and_a_stream_give_the_same_content_but_not_the_same_bytes(self):
         # A streamed entry always carries a ZIP64 extra field; a buffered one does not need it.
@@ -455,3 +466,4 @@ class TestStreamedEntry:
                 text.write("héllo")
         assert entry.closed
         assert archive.entries == [EntryDigest("a.txt", hashlib.sha256("héllo".encode()).hexdigest(), 6)]
+

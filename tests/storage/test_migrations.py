@@ -326,3 +326,21 @@ def test_0005_stops_with_a_message_when_a_tenant_has_two_active_packs(scratch_pg
     _seed_before_0005(scratch_pg, active_packs=2)
     with pytest.raises(RuntimeError, match="more than one queued or generating pack: 1;"):
         db.upgrade(scratch_pg, "0005")
+
+
+def test_0007_drops_the_sql_redaction_functions_and_a_downgrade_restores_them(scratch_pg):
+    """The policy runs in Python only; the SQL copies of earlier revisions are gone at head."""
+    def functions() -> set[str]:
+        engine = create_engine(scratch_pg)
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT proname FROM pg_proc WHERE proname LIKE 'reviewpacks_%'")).scalars()
+            found = set(names)
+        engine.dispose()
+        return found
+
+    db.upgrade(scratch_pg)
+    assert functions() == {"reviewpacks_count_finding_changes"}
+    db.downgrade(scratch_pg, "0006")
+    assert {"reviewpacks_redact_json", "reviewpacks_redact_text", "reviewpacks_scrub", "reviewpacks_mask"} <= functions()
+    db.upgrade(scratch_pg)
+    assert functions() == {"reviewpacks_count_finding_changes"}
