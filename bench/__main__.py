@@ -409,7 +409,6 @@ def scaling(env: Environment, tenants: list) -> list[tuple[str, str, str]]:
             expire(env, view.id)
         rows.append((f"two large packs at once, {processes} worker process{'es' if processes > 1 else ''}", f"{elapsed:.2f} s",
                      f"{sum(v.rows_written for v in views):,} rows in all"))
-        print(" | ".join(rows[-1]), flush=True)
     return rows
 
 
@@ -460,9 +459,24 @@ def big_tenant_latency(env: Environment, ids, findings: int, calls: int) -> list
                 f"p50 {percentile(latencies, 50):.1f} ms over {len(latencies):,} calls; load {load:.1f}; target p95 <= 15 ms",
             )
         )
-        print(" | ".join(rows[-1]), flush=True)
     expire(env, queued.pack.id)
     return rows
+
+
+class Rows(list):
+    """The table's rows, each printed as it is measured: a long run shows its figures as it goes."""
+
+    def append(self, row) -> None:
+        print(" | ".join(row), flush=True)
+        super().append(row)
+
+    def extend(self, rows) -> None:
+        for row in rows:
+            self.append(row)
+
+    def __iadd__(self, rows):
+        self.extend(rows)
+        return self
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -500,7 +514,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     env = Environment(args)
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str]] = Rows()
     try:
         rows.extend(redaction_micro(env))
         if args.micro_only:

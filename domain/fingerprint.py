@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from domain.options import PackOptions
 
 # Bumped whenever the pack's layout or rendering changes, so that old packs are not reused for new code.
-PACK_FORMAT_VERSION = 2
+PACK_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -84,5 +84,18 @@ def canonical(value: object) -> bytes:
 
 def compute(inputs: TenantPackInputs | ReviewPackInputs) -> str:
     kind = "tenant" if isinstance(inputs, TenantPackInputs) else "review"
-    document = {"format": PACK_FORMAT_VERSION, "kind": kind, "inputs": asdict(inputs)}
+    document = {"format": PACK_FORMAT_VERSION, "kind": kind, "inputs": _plain(inputs)}
     return hashlib.sha256(canonical(document)).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """The JSON shape of the inputs, as dataclasses.asdict gives it, without copying their documents.
+
+    Every request computes a fingerprint; asdict deep-copies the tenant's hardening document and
+    the review's texts on each call only for json.dumps to read them once.
+    """
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict) and any(is_dataclass(v) for v in value.values()):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -230,7 +230,7 @@ class TestStability:
         assert BASE == hashlib.sha256(text.encode()).hexdigest()
 
     def test_pinned_value_for_the_current_format(self):
-        assert PACK_FORMAT_VERSION == 2
+        assert PACK_FORMAT_VERSION == 3
         empty = TenantPackInputs(
             tenant_id=1,
             tenant_external_id="00000000-0000-0000-0000-000000000001",
@@ -240,7 +240,7 @@ class TestStability:
             hardening={},
         )
         expected_text = (
-            '{"format":2,"inputs":{"findings_changes":0,"freshness":null,"hardening":{},'
+            '{"format":3,"inputs":{"findings_changes":0,"freshness":null,"hardening":{},'
             '"hardening_updated_at":null,"operations":null,"operations_completed":null,"operations_since":null,'
             '"options":{"include_operations":false,"include_pii":false},'
             '"reports":{},"tenant_external_id":"00000000-0000-0000-0000-000000000001","tenant_id":1,'
@@ -290,9 +290,9 @@ class TestKinds:
         assert BASE != BASE_REVIEW
 
     def test_kind_is_part_of_the_document_even_for_look_alike_inputs(self, monkeypatch):
-        # Make asdict() of both kinds return the same dict: only "kind" can tell them apart.
+        # Make both kinds' documents the same dict: only "kind" can tell them apart.
         same = {"x": 1}
-        monkeypatch.setattr(fingerprint, "asdict", lambda _inputs: same)
+        monkeypatch.setattr(fingerprint, "_plain", lambda _inputs: same)
         assert compute(tenant_inputs()) != compute(review_inputs())
 
     def test_kind_labels(self, monkeypatch):
@@ -344,3 +344,19 @@ class TestCanonical:
 
     def test_returns_bytes(self):
         assert isinstance(canonical([]), bytes)
+
+
+def test_the_fingerprint_document_has_the_shape_asdict_gives():
+    """compute() builds the document without deep copies; its JSON is exactly asdict's."""
+    from dataclasses import asdict
+
+    from domain.fingerprint import FreshnessBasis, ReportStamp, TenantPackInputs, _plain, canonical
+    from domain.options import PackOptions
+
+    inputs = TenantPackInputs(
+        tenant_id=1, tenant_external_id="x", tenant_name="T", options=PackOptions(include_pii=False, include_operations=True),
+        findings_changes=7, hardening={"mfa": {"state": "on", "list": [1, {"a": None}]}},
+        reports={"a": ReportStamp(1, "f", "2026-01-01"), "b": ReportStamp()},
+        freshness=FreshnessBasis("2026-11-29", 7),
+    )
+    assert canonical(_plain(inputs)) == canonical(asdict(inputs))
