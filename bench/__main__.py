@@ -53,7 +53,7 @@ from reviewpacks.settings import Settings  # noqa: E402
 from storage import db, packs  # noqa: E402
 from storage.artifacts import artifact_store_from_settings  # noqa: E402
 from storage.demo_data import add_findings, seed_demo  # noqa: E402
-from storage.export import findings_copy_sql  # noqa: E402
+from storage.export import copy_params, findings_copy_sql  # noqa: E402
 from storage.models import ReviewPack  # noqa: E402
 from workers.client import ReviewPackClient  # noqa: E402
 
@@ -201,7 +201,7 @@ def floor_seconds(env: Environment, tenant_id: int, *, own: bool = False) -> tup
     script = env.home / "floor.sql"
     if own:
         with psycopg.connect(env_url_plain(env.database_url)) as conn:
-            statement = psycopg.ClientCursor(conn).mogrify(findings_copy_sql(), {"tenant_id": tenant_id})
+            statement = psycopg.ClientCursor(conn).mogrify(findings_copy_sql(), copy_params(tenant_id, True))
         script.write_text(statement + ";\n")
     else:
         script.write_text(plain_statement(tenant_id) + "\n")
@@ -569,6 +569,9 @@ def main(argv=None) -> int:
     except _MicroOnly:
         pass
     except BenchFailure as exc:
+        # The run's folder goes with the run: the workers' own account of the failure is kept here.
+        for log in sorted(env.home.glob("worker-*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-6000:]}", file=sys.stderr)
         print(f"bench: pipeline broken: {exc}", file=sys.stderr)
         return 1
     finally:

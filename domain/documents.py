@@ -64,14 +64,19 @@ def copied_finding_row(cells: Sequence[str | None], *, include_pii: bool) -> lis
     printed the same way (:func:`jsonb_text`), so one file never mixes two styles.
     """
     row = dict(zip(layout.FINDINGS_COLUMNS, cells, strict=True))
-    # No evidence (SQL NULL, or JSON null, which the portable reader cannot tell apart) is {}.
-    evidence = "{}" if row["evidence"] in (None, "null") else row["evidence"]
-    if redaction.needs_scrub(evidence, include_pii=include_pii):
-        if len(evidence) <= _SHORT_EVIDENCE:
-            evidence = _scrubbed_short(evidence, include_pii)
-        else:
-            evidence = _scrubbed(evidence, include_pii)
+    evidence = copied_evidence(row["evidence"], include_pii=include_pii)
     return _finding_cells(row, evidence, [row[c] for c in _TIMESTAMPS], include_pii)
+
+
+def copied_evidence(text: str | None, *, include_pii: bool) -> str:
+    """The evidence cell of :func:`copied_finding_row`, from PostgreSQL's jsonb text."""
+    # No evidence (SQL NULL, or JSON null, which the portable reader cannot tell apart) is {}.
+    evidence = "{}" if text in (None, "null") else text
+    if not redaction.needs_scrub(evidence, include_pii=include_pii):
+        return evidence
+    if len(evidence) <= _SHORT_EVIDENCE:
+        return _scrubbed_short(evidence, include_pii)
+    return _scrubbed(evidence, include_pii)
 
 
 def _scrubbed(evidence: str, include_pii: bool) -> str:
@@ -146,6 +151,26 @@ def copy_first_look_pattern() -> bytes:
         *(_caseless(h) for h in redaction.SECRET_KEY_HINTS),
     ]
     return b"|".join(pieces)
+
+
+def copy_personal_look_pattern() -> bytes:
+    """A bytes pattern that every text holding personal data by shape matches, wherever it is.
+
+    Each piece is a rule of domain/redaction.py's PII_RULES without its look-arounds, so it
+    matches wherever the rule does (tests/domain/test_documents.py checks this on generated
+    text): an e-mail's @, an IPv4 address's digit-dot-digit, an IPv6 address's eight groups or
+    its ::, a + before a digit, and the North American phone shape. Without personal data,
+    the COPY path passes a row through the row function when this or the first look matches.
+    """
+    hexgroup = b"[0-9A-Fa-f]{1,4}"
+    return b"|".join([
+        b"@",
+        b"[0-9][.][0-9]",
+        b"(?:" + hexgroup + b":){7}" + hexgroup,
+        b"::",
+        b"[+][0-9]",
+        b"[0-9]{3}[)]?[ .-]?[0-9]{3}[ .-][0-9]{4}",
+    ])
 
 
 def operation_row(row: Mapping[str, Any], *, include_pii: bool = False) -> list[str]:

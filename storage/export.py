@@ -9,8 +9,10 @@ that could need them. Which rows those are is settled per block of about
 matched by RE2, a linear-time engine that scans a block in about a millisecond:
 a row that does not match is already exactly what the row function would
 return, so the block goes into the ZIP as PostgreSQL sent it. Without
-personal data every row needs the allow-list, so every row goes through the
-row function.
+personal data a second pattern finds personal data by shape
+(:func:`domain.documents.copy_personal_look_pattern`), and a row whose evidence
+the allow-list has not already been seen to leave unchanged in this export goes
+through the row function too; the subject's name is replaced in the query.
 
 Evidence is printed as PostgreSQL prints jsonb, where the portable path prints
 compact sorted JSON: the same values, not the same bytes. A given deployment
@@ -29,7 +31,7 @@ import psycopg
 import re2
 from sqlalchemy import Connection
 
-from domain import csvsafe, documents, layout
+from domain import csvsafe, documents, layout, redaction
 from storage.db import DatabaseUnavailable
 
 _TIMESTAMP = "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -37,10 +39,14 @@ _TIMESTAMPS = ("first_seen_at", "last_seen_at", "updated_at")
 
 
 def findings_copy_sql() -> str:
-    """The COPY statement; its one parameter is tenant_id."""
+    """The COPY statement; its parameters are :func:`copy_params`."""
     columns = {c: _TIMESTAMP.format(col=f"f.{c}") if c in _TIMESTAMPS else f"f.{c}" for c in layout.FINDINGS_COLUMNS}
-    # No evidence is {} on both paths (domain.documents.copied_finding_row says why).
+    # No evidence is {} on both paths (domain.documents.copied_evidence says why).
     columns["evidence"] = "CASE WHEN f.evidence IS NULL OR f.evidence = 'null' THEN '{}'::jsonb ELSE f.evidence END"
+    # Without personal data a subject's name is replaced whole (domain.redaction.display_name).
+    columns["subject_display_name"] = (
+        "CASE WHEN %(include_pii)s OR f.subject_display_name IS NULL THEN f.subject_display_name ELSE %(person)s END"
+    )
     select_list = ", ".join(columns[c] for c in layout.FINDINGS_COLUMNS)
     statuses = ", ".join(f"'{s}'" for s in layout.INCLUDED_FINDING_STATUSES)
     return (
@@ -50,14 +56,19 @@ def findings_copy_sql() -> str:
     )
 
 
-def _compile_first_look() -> re2._Regexp:
+def copy_params(tenant_id: int, include_pii: bool) -> dict:
+    return {"tenant_id": tenant_id, "include_pii": include_pii, "person": redaction.PII_PLACEHOLDER}
+
+
+def _compile(pattern: bytes) -> re2._Regexp:
     options = re2.Options()
-    # Byte by byte: the pattern spells multi-byte characters out as their UTF-8 bytes.
+    # Byte by byte: the patterns spell multi-byte characters out as their UTF-8 bytes.
     options.encoding = re2.Options.Encoding.LATIN1
-    return re2.compile(documents.copy_first_look_pattern(), options)
+    return re2.compile(pattern, options)
 
 
-_FIRST_LOOK = _compile_first_look()
+_FIRST_LOOK = _compile(documents.copy_first_look_pattern())
+_PERSONAL_LOOK = _compile(documents.copy_personal_look_pattern())
 # A row longer than this (in bytes) may hold a cell over the spreadsheet limit, which must be cut.
 _LONG_ROW = csvsafe.KEEP
 _QUOTED = re.compile('[,"\n\r]')
@@ -92,35 +103,88 @@ def parse_copy_row(line: str) -> list[str | None]:
         i += 1  # the comma
 
 
-def copy_line(cells: list[str]) -> bytes:
+def copy_line(cells: list[str | None]) -> bytes:
     """One row in COPY's CSV dialect, so fixed rows sit among PostgreSQL's own unchanged."""
     return (
-        ",".join('"' + c.replace('"', '""') + '"' if not c or _QUOTED.search(c) or c == "\\." else c for c in cells)
+        ",".join(
+            "" if c is None else '"' + c.replace('"', '""') + '"' if not c or _QUOTED.search(c) or c == "\\." else c
+            for c in cells
+        )
         + "\n"
     ).encode("utf-8")
 
 
-def _fixed(row: bytes, include_pii: bool) -> bytes:
-    return copy_line(documents.copied_finding_row(parse_copy_row(row.decode("utf-8")), include_pii=include_pii))
+def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> bytes:
+    cells = parse_copy_row(row.decode("utf-8"))
+    # NULL stays NULL (an empty unquoted cell), as in the rows COPY sent that need no change.
+    fixed = [
+        None if cell is None and out == "" else out
+        for cell, out in zip(cells, documents.copied_finding_row(cells, include_pii=include_pii), strict=True)
+    ]
+    evidence = cells[_EVIDENCE]
+    if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence and len(evidence) <= _CLEAN_TEXT:
+        # The policy left this evidence as it is: rows that carry it need no second look at it.
+        if len(clean) < _CLEAN_KEPT:
+            clean.add(_quoted(evidence).encode("utf-8"))
+    return copy_line(fixed)
 
 
-def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool) -> bytes:
-    """The block with every row that needs it passed through the row function."""
-    if not include_pii:
-        starts = [0, *ends[:-1]]
-        return b"".join(_fixed(block[a:b], False) for a, b in zip(starts, ends, strict=True))
+def _quoted(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"'
+
+
+_EVIDENCE = layout.FINDINGS_COLUMNS.index("evidence")
+# A row ends with its three timestamps as the query writes them (YYYY-MM-DDTHH:MM:SSZ); the
+# evidence cell is the one before them.
+_TAIL = len(",YYYY-MM-DDTHH:MM:SSZ") * 3 + 1
+_TAIL_COMMAS = (-_TAIL, -_TAIL + 21, -_TAIL + 42)
+_CLEAN_TEXT = 1024  # evidence remembered as clean, at most this long ...
+_CLEAN_KEPT = 65_536  # ... and at most this many per export
+
+
+def _evidence_cell(row: bytes) -> bytes | None:
+    """The evidence cell as COPY quoted it, when the row has the usual shape; else None."""
+    if len(row) <= _TAIL or any(row[i] != 0x2C for i in _TAIL_COMMAS) or row[-1] != 0x0A:
+        return None
+    end = len(row) - _TAIL
+    # Inside a quoted cell every quote is doubled, so ,"{ starts a quoted cell that begins with {:
+    # the last one before the timestamps is the evidence object's.
+    start = row.rfind(b',"{', 0, end)
+    if start < 0:
+        return None
+    cell = row[start + 1 : end]
+    if cell[-1] != 0x22 or b'"' in cell[1:-1].replace(b'""', b""):
+        return None
+    return cell
+
+
+def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool, clean: set[bytes]) -> bytes:
+    """The block with every row that needs it passed through the row function.
+
+    With personal data, the rows the first look matches. Without, also the rows that hold
+    personal data by shape anywhere, and the rows whose evidence the policy has not yet been
+    seen to leave as it is: evidence repeats across findings, so after the first rows most
+    evidence is known (``clean``, per export).
+    """
     rows = set(long_rows)
-    position = 0
-    while (match := _FIRST_LOOK.search(block, position)) is not None:
-        row = bisect.bisect_right(ends, match.start())
-        rows.add(row)
-        position = ends[row]
+    for look in (_FIRST_LOOK,) if include_pii else (_FIRST_LOOK, _PERSONAL_LOOK):
+        position = 0
+        while (match := look.search(block, position)) is not None:
+            row = bisect.bisect_right(ends, match.start())
+            rows.add(row)
+            position = ends[row]
+    if not include_pii:
+        start = 0
+        for row, end in enumerate(ends):
+            if row not in rows and _evidence_cell(block[start:end]) not in clean:
+                rows.add(row)
+            start = end
     if not rows:
         return block
     out, done = [], 0
     for row in sorted(rows):
         start = ends[row - 1] if row else 0
-        out += [block[done:start], _fixed(block[start : ends[row]], True)]
+        out += [block[done:start], _fixed(block[start : ends[row]], include_pii, None if include_pii else clean)]
         done = ends[row]
     out.append(block[done:])
     return b"".join(out)
@@ -132,8 +196,9 @@ QUEUE_BLOCKS = 8  # blocks in flight between the reader and the deflater: memory
 
 
 def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[bytes]:
+    clean: set[bytes] = set()
     with raw.cursor() as cursor:
-        with cursor.copy(findings_copy_sql(), {"tenant_id": tenant_id}) as copy:
+        with cursor.copy(findings_copy_sql(), copy_params(tenant_id, include_pii)) as copy:
             # COPY sends one message per row; the row ends are kept so that a match found in a
             # block leads back to its row. Deflate and hashing run on whole blocks.
             buffer = bytearray()
@@ -145,11 +210,11 @@ def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[bytes]:
                 buffer += data
                 ends.append(len(buffer))
                 if len(buffer) >= BLOCK_SIZE:
-                    yield _settle(bytes(buffer), ends, long_rows, include_pii)
+                    yield _settle(bytes(buffer), ends, long_rows, include_pii, clean)
                     buffer.clear()
                     ends, long_rows = [], []
             if buffer:
-                yield _settle(bytes(buffer), ends, long_rows, include_pii)
+                yield _settle(bytes(buffer), ends, long_rows, include_pii, clean)
 
 
 def copy_findings(

@@ -958,3 +958,21 @@ class TestContentSha256:
     def test_any_content_entry_moves_it(self):
         changed = [dict(f, sha256="f" * 64) if f["path"] == "findings.csv" else f for f in self.FILES]
         assert content_sha256(changed) != content_sha256(self.FILES)
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@hypothesis_settings(max_examples=2000, deadline=None)
+@given(text=st.text(alphabet="0123456789.:+-() @aAfF#_x\u00a0", max_size=40))
+def test_the_personal_look_matches_wherever_a_personal_data_rule_does(text):
+    """storage/export.py skips the row function for rows this pattern does not match."""
+    import re
+
+    from domain import redaction
+    from domain.documents import copy_personal_look_pattern
+
+    if any(re.search(pattern, text) for pattern, _ in redaction.PII_RULES):
+        assert re.search(copy_personal_look_pattern(), text.encode("utf-8")), text
