@@ -546,7 +546,8 @@ def main(argv=None) -> int:
                      runs(t for t, _ in own)))
         rows.append((f"end to end, {view.rows_written:,} rows, PII on (median)", f"{ours:.2f} s",
                      f"{runs(e2e)}; worker -c 2"))
-        rows.append(("end to end / floor", f"{ours / floor:.2f}x", "target <= 1.0x (stretch 0.75x)"))
+        target = "target <= 1.1x" if args.findings >= 10_000_000 else "target <= 1.0x (stretch 0.75x)"
+        rows.append(("end to end / floor", f"{ours / floor:.2f}x", target))
         rows.append(("pack size / gzip -6 output", f"{view.file_size / gzip_size:.2f}x",
                      f"{view.file_size / 1e6:.1f} MB / {gzip_size / 1e6:.1f} MB; target <= 1.10x"))
         if personal is not None:
