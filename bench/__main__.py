@@ -276,35 +276,48 @@ def peak_rss(env: Environment, ids) -> float:
         worker.stop()
 
 
-def small_packs(env: Environment, tenants: int, findings: int) -> tuple[float, list]:
+def small_packs(env: Environment, tenants: int, findings: int, runs: int) -> tuple[list[float], list]:
+    """Packs per second for ``tenants`` small tenants requested at once, ``runs`` times.
+
+    Between runs every pack is expired, so each run generates all of them anew; the last
+    run's packs stay ready for the latency measurement that follows.
+    """
     with env.session() as session:
         seeded = []
         for i in range(tenants):
             ids = seed_demo(session, findings=0, name=f"Small{i}")
             add_findings(session, ids.tenant_id, findings, seed=i)
             seeded.append(ids)
+    rates = []
     worker = Worker(env, pool="prefork", concurrency=2)
     try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda ids: env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id), seeded))
-        pending = {r.pack.id: ids for r, ids in zip(results, seeded)}
-        deadline = time.monotonic() + 600
-        while pending and time.monotonic() < deadline:
-            with env.session() as session:
-                rows = session.query(ReviewPack.id, ReviewPack.status).filter(ReviewPack.id.in_(list(pending))).all()
-            for pack_id, status in rows:
-                if status == "ready":
-                    pending.pop(pack_id)
-                elif status == "failed":
-                    raise BenchFailure(f"small pack {pack_id} failed")
-            time.sleep(0.02)
-        if pending:
-            raise BenchFailure(f"{len(pending)} small packs not ready")
-        elapsed = time.perf_counter() - started
+        for run in range(runs):
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(pool.map(lambda ids: env.client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id), seeded))
+            if any(r.outcome != "queued" for r in results):
+                raise BenchFailure("expected every small pack to be generated anew")
+            pending = {r.pack.id: ids for r, ids in zip(results, seeded)}
+            deadline = time.monotonic() + 600
+            while pending and time.monotonic() < deadline:
+                with env.session() as session:
+                    rows = session.query(ReviewPack.id, ReviewPack.status).filter(ReviewPack.id.in_(list(pending))).all()
+                for pack_id, status in rows:
+                    if status == "ready":
+                        pending.pop(pack_id)
+                    elif status == "failed":
+                        raise BenchFailure(f"small pack {pack_id} failed")
+                time.sleep(0.02)
+            if pending:
+                raise BenchFailure(f"{len(pending)} small packs not ready")
+            rates.append(tenants / (time.perf_counter() - started))
+            if run < runs - 1:
+                with env.session() as session:
+                    packs.expire(session, env.store, [r.pack.id for r in results],
+                                 now=dt.datetime.now(dt.timezone.utc), by="benchmark")
     finally:
         worker.stop()
-    return tenants / elapsed, seeded
+    return rates, seeded
 
 
 def request_latency(env: Environment, seeded: list, calls: int) -> list[float]:
@@ -561,8 +574,10 @@ def main(argv=None) -> int:
         rows.append((f"worker peak RSS at {args.findings:,} findings", f"{rss_big:.0f} MB", f"+{rss_big - rss_small:.0f} MB; target <= 150 MB, <= +30 MB"))
 
         if not args.skip_small:
-            rate, seeded = small_packs(env, args.small_tenants, args.small_findings)
-            rows.append((f"small packs: {args.small_tenants} x {args.small_findings:,} findings, 2 processes", f"{rate:.1f} packs/s", "target >= 40"))
+            rates, seeded = small_packs(env, args.small_tenants, args.small_findings, args.runs)
+            rows.append((f"small packs: {args.small_tenants} x {args.small_findings:,} findings, 2 processes (median)",
+                         f"{statistics.median(rates):.1f} packs/s",
+                         f"runs {', '.join(f'{r:.1f}' for r in rates)}; target >= 40"))
             latencies = request_latency(env, seeded, args.request_calls)
             rows.append((f"request_pack over {args.request_calls:,} calls", f"p95 {percentile(latencies, 95):.1f} ms",
                          f"p50 {percentile(latencies, 50):.1f} ms; target p95 <= 15 ms"))
