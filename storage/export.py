@@ -68,10 +68,14 @@ def _compile(pattern: bytes) -> re2._Regexp:
 
 
 _FIRST_LOOK = _compile(documents.copy_first_look_pattern())
-_PERSONAL_LOOK = _compile(documents.copy_personal_look_pattern())
+# Without personal data both looks run as one pattern: one pass over the block, one call per match.
+_EITHER_LOOK = _compile(documents.copy_first_look_pattern() + b"|" + documents.copy_personal_look_pattern())
 # A row longer than this (in bytes) may hold a cell over the spreadsheet limit, which must be cut.
 _LONG_ROW = csvsafe.KEEP
 _QUOTED = re.compile('[,"\n\r]')
+
+
+_QUOTED_CELL = re.compile('"([^"]*(?:""[^"]*)*)"')  # one pass, no backtracking
 
 
 def parse_copy_row(line: str) -> list[str | None]:
@@ -81,18 +85,11 @@ def parse_copy_row(line: str) -> list[str | None]:
     i = 0
     while True:
         if line.startswith('"', i):
-            parts = []
-            j = i + 1
-            while True:
-                k = line.index('"', j)
-                parts.append(line[j:k])
-                if line.startswith('"', k + 1):
-                    parts.append('"')
-                    j = k + 2
-                    continue
-                break
-            cells.append("".join(parts))
-            i = k + 1
+            match = _QUOTED_CELL.match(line, i)
+            if match is None:
+                raise ValueError("a quoted cell is not closed")
+            cells.append(match.group(1).replace('""', '"'))
+            i = match.end()
         else:
             k = line.find(",", i, end)
             k = end if k == -1 else k
@@ -137,16 +134,15 @@ _EVIDENCE = layout.FINDINGS_COLUMNS.index("evidence")
 # A row ends with its three timestamps as the query writes them (YYYY-MM-DDTHH:MM:SSZ); the
 # evidence cell is the one before them.
 _TAIL = len(",YYYY-MM-DDTHH:MM:SSZ") * 3 + 1
-_TAIL_COMMAS = (-_TAIL, -_TAIL + 21, -_TAIL + 42)
 _CLEAN_TEXT = 1024  # evidence remembered as clean, at most this long ...
 _CLEAN_KEPT = 65_536  # ... and at most this many per export
 
 
 def _evidence_cell(row: bytes) -> bytes | None:
     """The evidence cell as COPY quoted it, when the row has the usual shape; else None."""
-    if len(row) <= _TAIL or any(row[i] != 0x2C for i in _TAIL_COMMAS) or row[-1] != 0x0A:
-        return None
     end = len(row) - _TAIL
+    if end <= 0 or row[end] != 0x2C or row[end + 21] != 0x2C or row[end + 42] != 0x2C or row[-1] != 0x0A:
+        return None
     # Inside a quoted cell every quote is doubled, so ,"{ starts a quoted cell that begins with {:
     # the last one before the timestamps is the evidence object's.
     start = row.rfind(b',"{', 0, end)
@@ -167,12 +163,12 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     evidence is known (``clean``, per export).
     """
     rows = set(long_rows)
-    for look in (_FIRST_LOOK,) if include_pii else (_FIRST_LOOK, _PERSONAL_LOOK):
-        position = 0
-        while (match := look.search(block, position)) is not None:
-            row = bisect.bisect_right(ends, match.start())
-            rows.add(row)
-            position = ends[row]
+    look = _FIRST_LOOK if include_pii else _EITHER_LOOK
+    position = 0
+    while (match := look.search(block, position)) is not None:
+        row = bisect.bisect_right(ends, match.start())
+        rows.add(row)
+        position = ends[row]
     if not include_pii:
         start = 0
         for row, end in enumerate(ends):
