@@ -115,20 +115,22 @@ def _utf8_alternatives(chars: Iterable[str]) -> bytes:
     return b"(?:" + b"|".join(re.escape(c.encode("utf-8")) for c in sorted(set(chars))) + b")"
 
 
+# The characters outside ASCII whose str.lower() starts with an ASCII letter
+# (tests/domain/test_documents.py checks the list is complete).
+_LOWERS_TO = {"k": ("\u212a",), "i": ("\u0130",)}
+
+
 def _caseless(hint: str) -> bytes:
     """A bytes pattern for every text whose str.lower() holds ``hint`` (Kelvin sign included)."""
     parts = []
     for c in hint:
         if c.isascii() and c.isalpha():
             # Characters whose lower-case form starts with this letter: its two ASCII cases, plus
-            # U+212A KELVIN SIGN for k and U+0130 for i (tests/domain check the list is complete).
+            # U+212A KELVIN SIGN for k and U+0130 for i.
             parts.append(_utf8_alternatives({c, c.upper(), *_LOWERS_TO.get(c, ())}))
         else:
             parts.append(re.escape(c.encode("utf-8")))
     return b"".join(parts)
-
-
-_LOWERS_TO = {"k": ("\u212a",), "i": ("\u0130",)}
 
 
 def copy_first_look_pattern() -> bytes:

@@ -72,9 +72,7 @@ _FIRST_LOOK = _compile(documents.copy_first_look_pattern())
 _EITHER_LOOK = _compile(documents.copy_first_look_pattern() + b"|" + documents.copy_personal_look_pattern())
 # A row longer than this (in bytes) may hold a cell over the spreadsheet limit, which must be cut.
 _LONG_ROW = csvsafe.KEEP
-_QUOTED = re.compile('[,"\n\r]')
-
-
+_NEEDS_QUOTES = re.compile('[,"\n\r]')
 _QUOTED_CELL = re.compile('"([^"]*(?:""[^"]*)*)"')  # one pass, no backtracking
 
 
@@ -100,15 +98,18 @@ def parse_copy_row(line: str) -> list[str | None]:
         i += 1  # the comma
 
 
+def _copy_cell(cell: str | None) -> str:
+    """One cell as COPY writes it in CSV: NULL empty, the empty string and special text quoted."""
+    if cell is None:
+        return ""
+    if not cell or cell == "\\." or _NEEDS_QUOTES.search(cell):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
 def copy_line(cells: list[str | None]) -> bytes:
     """One row in COPY's CSV dialect, so fixed rows sit among PostgreSQL's own unchanged."""
-    return (
-        ",".join(
-            "" if c is None else '"' + c.replace('"', '""') + '"' if not c or _QUOTED.search(c) or c == "\\." else c
-            for c in cells
-        )
-        + "\n"
-    ).encode("utf-8")
+    return (",".join(map(_copy_cell, cells)) + "\n").encode("utf-8")
 
 
 def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> bytes:
@@ -122,12 +123,8 @@ def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> by
     if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence and len(evidence) <= _CLEAN_TEXT:
         # The policy left this evidence as it is: rows that carry it need no second look at it.
         if len(clean) < _CLEAN_KEPT:
-            clean.add(_quoted(evidence).encode("utf-8"))
+            clean.add(_copy_cell(evidence).encode("utf-8"))
     return copy_line(fixed)
-
-
-def _quoted(cell: str) -> str:
-    return '"' + cell.replace('"', '""') + '"'
 
 
 _EVIDENCE = layout.FINDINGS_COLUMNS.index("evidence")
@@ -138,17 +135,24 @@ _CLEAN_TEXT = 1024  # evidence remembered as clean, at most this long ...
 _CLEAN_KEPT = 65_536  # ... and at most this many per export
 
 
-def _evidence_cell(row: bytes) -> bytes | None:
-    """The evidence cell as COPY quoted it, when the row has the usual shape; else None."""
-    end = len(row) - _TAIL
-    if end <= 0 or row[end] != 0x2C or row[end + 21] != 0x2C or row[end + 42] != 0x2C or row[-1] != 0x0A:
+def _evidence_cell(block: bytes, start: int, end: int) -> bytes | None:
+    """The evidence cell of the row at block[start:end] as COPY quoted it, when the row has the
+    usual shape; else None. Only the cell is copied out of the block."""
+    cell_end = end - _TAIL
+    if (
+        cell_end <= start
+        or block[cell_end] != 0x2C
+        or block[cell_end + 21] != 0x2C
+        or block[cell_end + 42] != 0x2C
+        or block[end - 1] != 0x0A
+    ):
         return None
     # Inside a quoted cell every quote is doubled, so ,"{ starts a quoted cell that begins with {:
     # the last one before the timestamps is the evidence object's.
-    start = row.rfind(b',"{', 0, end)
-    if start < 0:
+    comma = block.rfind(b',"{', start, cell_end)
+    if comma < 0:
         return None
-    cell = row[start + 1 : end]
+    cell = block[comma + 1 : cell_end]
     if cell[-1] != 0x22 or b'"' in cell[1:-1].replace(b'""', b""):
         return None
     return cell
@@ -172,7 +176,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     if not include_pii:
         start = 0
         for row, end in enumerate(ends):
-            if row not in rows and _evidence_cell(block[start:end]) not in clean:
+            if row not in rows and _evidence_cell(block, start, end) not in clean:
                 rows.add(row)
             start = end
     if not rows:

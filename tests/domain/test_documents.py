@@ -976,3 +976,15 @@ def test_the_personal_look_matches_wherever_a_personal_data_rule_does(text):
 
     if any(re.search(pattern, text) for pattern, _ in redaction.PII_RULES):
         assert re.search(copy_personal_look_pattern(), text.encode("utf-8")), text
+
+
+def test_every_character_that_lower_cases_to_an_ascii_letter_is_spelled_out():
+    """The first look finds secret-key hints in any case, as str.lower() would read them."""
+    from domain.documents import _LOWERS_TO
+
+    found: dict[str, set[str]] = {}
+    for code in range(0x80, 0x110000):
+        lowered = chr(code).lower()
+        if lowered[:1].isascii() and lowered[:1].isalpha():
+            found.setdefault(lowered[0], set()).add(chr(code))
+    assert found == {letter: set(chars) for letter, chars in _LOWERS_TO.items()}
