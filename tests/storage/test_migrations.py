@@ -177,13 +177,22 @@ def test_db_upgrade_beside_a_host_schema_and_its_alembic_history(scratch_pg):
     engine.dispose()
 
 
-def _legacy_upgrade(url: str) -> None:
-    """Migrate with the history exactly as released up to revision 0003."""
+def _legacy_upgrade(url: str, tmp_path: Path) -> None:
+    """Migrate with the history exactly as released up to revision 0003.
+
+    0001 and 0002 changed since that release and are kept as released in legacy_migrations/;
+    0003 did not, so the project's own file is used.
+    """
+    import shutil
+
     from alembic import command
     from alembic.config import Config
 
+    released = tmp_path / "released_migrations"
+    shutil.copytree(LEGACY_MIGRATIONS, released)
+    shutil.copy(ROOT / "storage" / "migrations" / "versions" / "0003_scrub_function.py", released / "versions")
     config = Config()
-    config.set_main_option("script_location", str(LEGACY_MIGRATIONS))
+    config.set_main_option("script_location", str(released))
     config.set_main_option("sqlalchemy.url", url)
     command.upgrade(config, "0003")
 
@@ -196,8 +205,8 @@ def legacy_url(request, tmp_path):
         yield request.getfixturevalue("scratch_pg")
 
 
-def test_a_database_at_legacy_revision_0003_upgrades_cleanly(legacy_url):
-    _legacy_upgrade(legacy_url)
+def test_a_database_at_legacy_revision_0003_upgrades_cleanly(legacy_url, tmp_path):
+    _legacy_upgrade(legacy_url, tmp_path)
     engine = create_engine(legacy_url)
     with engine.begin() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"

@@ -139,3 +139,26 @@ def personal_data_kept(files: dict[str, str]) -> list[str]:
     """The planted personal values a pack with include_pii still carries (most of them, by design)."""
     text = "\n".join(files.values())
     return [value for value in PERSONAL if value in text]
+
+
+# The three ways a pack's findings are read: PostgreSQL's COPY, the portable reader on
+# PostgreSQL, and the portable reader on the embedded SQLite default.
+BACKENDS = ["postgresql-copy", "postgresql-portable", "sqlite-portable"]
+
+
+def backend_setup(backend: str, pg_url: str, tmp_path):
+    """Settings and a local artifact store for one of BACKENDS (SQLite migrated in tmp_path)."""
+    from reviewpacks.settings import Settings
+    from storage import db
+    from storage.artifacts import LocalStore
+
+    url = f"sqlite:///{tmp_path / 'packs.db'}" if backend.startswith("sqlite") else pg_url
+    if url.startswith("sqlite"):
+        db.upgrade(url)
+    settings = Settings.from_env(
+        {"REVIEWPACKS_DATABASE_URL": url, "REVIEWPACKS_HOME": str(tmp_path),
+         "REVIEWPACKS_FINDINGS_READER": backend.split("-")[1]}
+    )
+    store = LocalStore(tmp_path / "artifacts")
+    store.ensure_ready()
+    return settings, store

@@ -14,7 +14,6 @@ import pytest
 from domain import redaction
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
-from storage import db
 from storage.artifacts import LocalStore
 from storage.demo_data import seed_demo
 from storage.models import ReviewPack
@@ -22,22 +21,11 @@ from tests.support import corpus
 from workers import pipeline
 from workers.client import InvalidRequest, ReviewPackClient
 
-BACKENDS = ["postgresql-copy", "postgresql-portable", "sqlite-portable"]
 
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=corpus.BACKENDS)
 def planted(request, pg_url, tmp_path):
-    backend = request.param
-    url = f"sqlite:///{tmp_path / 'corpus.db'}" if backend.startswith("sqlite") else pg_url
-    if url.startswith("sqlite"):
-        db.upgrade(url)
-    settings = Settings.from_env(
-        {"REVIEWPACKS_DATABASE_URL": url, "REVIEWPACKS_HOME": str(tmp_path),
-         "REVIEWPACKS_FINDINGS_READER": backend.split("-")[1]}
-    )
-    store = LocalStore(tmp_path / "artifacts")
-    store.ensure_ready()
-    with runtime.session_factory(url)() as session:
+    settings, store = corpus.backend_setup(request.param, pg_url, tmp_path)
+    with runtime.session_factory(settings.database_url)() as session:
         ids = seed_demo(session, findings=3)
         corpus.plant(session, ids)
     return settings, store, ids

@@ -10,29 +10,14 @@ import pytest
 from domain.reasons import ReasonCode
 from domain.redaction import MAX_DEPTH
 from reviewpacks import runtime
-from reviewpacks.settings import Settings
-from storage import db
-from storage.artifacts import LocalStore
 from storage.demo_data import seed_demo
 from storage.models import Finding, ReviewPack, StoredReport
 from tests.support import corpus
 from workers import pipeline
 from workers.client import ReviewPackClient
 
-BACKENDS = ["postgresql-copy", "postgresql-portable", "sqlite-portable"]
-
-
-def _setup(backend, pg_url, tmp_path):
-    url = f"sqlite:///{tmp_path / 'limits.db'}" if backend.startswith("sqlite") else pg_url
-    if url.startswith("sqlite"):
-        db.upgrade(url)
-    settings = Settings.from_env(
-        {"REVIEWPACKS_DATABASE_URL": url, "REVIEWPACKS_HOME": str(tmp_path),
-         "REVIEWPACKS_FINDINGS_READER": backend.split("-")[1]}
-    )
-    store = LocalStore(tmp_path / "artifacts")
-    store.ensure_ready()
-    return settings, store
+BACKENDS = corpus.BACKENDS
+_setup = corpus.backend_setup
 
 
 def _nested(depth: int, leaf: object) -> object:
