@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from domain.csvsafe import cut
 
@@ -450,25 +450,41 @@ def count_placeholders(texts: Iterable[str | bytes]) -> dict[str, int]:
     return counts
 
 
+# Every placeholder in one pattern: a stream of blocks is counted in one pass, not one per category.
+PLACEHOLDERS_PATTERN = b"|".join(re.escape(p.encode("ascii")) for p in PLACEHOLDERS.values())
+_PLACEHOLDER_BYTES = re.compile(PLACEHOLDERS_PATTERN)
+_CATEGORY_OF = {p.encode("ascii"): category for category, p in PLACEHOLDERS.items()}
+
+
 class PlaceholderTally:
-    """Counts placeholders in a stream of blocks, including one split across two blocks."""
+    """Counts placeholders in a stream of blocks, including one split across two blocks.
+
+    ``findall`` lists the placeholders a block holds (``PLACEHOLDERS_PATTERN``'s matches); an
+    exporter may pass a faster engine's. A placeholder holds no second "[", so matches never
+    overlap and each is counted where it ends.
+    """
 
     _KEEP = max(len(p) for p in PLACEHOLDERS.values()) - 1
 
-    def __init__(self) -> None:
+    def __init__(self, findall: Callable[[bytes], list[bytes]] | None = None) -> None:
         self.counts = dict.fromkeys(PLACEHOLDERS, 0)
+        self._findall = findall or _PLACEHOLDER_BYTES.findall
         self._tail = b""
 
     def feed(self, block: bytes) -> None:
         if not block:
             return
-        data = self._tail + block
-        if b"[re" in data:
-            # Count only matches that end inside the new block; the tail's own were counted.
-            for category, placeholder in PLACEHOLDERS.items():
-                encoded = placeholder.encode("ascii")
-                self.counts[category] += data.count(encoded) - self._tail.count(encoded)
-        self._tail = data[-self._KEEP :]
+        found = self._findall(block)
+        if self._tail:
+            # A placeholder across the seam starts in the tail and ends in the block's first bytes.
+            head = block[: self._KEEP]
+            found += self._findall(self._tail + head)
+            for inside in (self._findall(self._tail), self._findall(head)):
+                for placeholder in inside:
+                    found.remove(placeholder)
+        for placeholder in found:
+            self.counts[_CATEGORY_OF[placeholder]] += 1
+        self._tail = (self._tail + block)[-self._KEEP :] if len(block) < self._KEEP else block[-self._KEEP :]
 
     def add(self, counts: Mapping[str, int]) -> None:
         for category, n in counts.items():

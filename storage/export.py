@@ -70,6 +70,8 @@ def _compile(pattern: bytes) -> re2._Regexp:
 _FIRST_LOOK = _compile(documents.copy_first_look_pattern())
 # Without personal data both looks run as one pattern: one pass over the block, one call per match.
 _EITHER_LOOK = _compile(documents.copy_first_look_pattern() + b"|" + documents.copy_personal_look_pattern())
+# The placeholders a block holds, for redaction.PlaceholderTally: one linear-time pass per block.
+find_placeholders = _compile(redaction.PLACEHOLDERS_PATTERN).findall
 # A row longer than this (in bytes) may hold a cell over the spreadsheet limit, which must be cut.
 _LONG_ROW = csvsafe.KEEP
 _NEEDS_QUOTES = re.compile('[,"\n\r]')

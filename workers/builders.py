@@ -188,7 +188,7 @@ def build_tenant(src: Sources) -> Plan:
     )
 
     # Replacements per category, read off the data files (the page repeats some of them).
-    replaced = redaction.PlaceholderTally()
+    replaced = redaction.PlaceholderTally(export.find_placeholders)
     replaced.add(redaction.count_placeholders(e.data for e in entries if e.data is not None and e.path != layout.ENTRYPOINT))
 
     def counted(cells: list[str]) -> list[str]:

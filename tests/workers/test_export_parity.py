@@ -327,3 +327,24 @@ def test_without_personal_data_known_clean_evidence_skips_the_row_function(monke
     assert export._settle(block, ends, [], False, clean) == first
     assert calls == [lines[6]]  # only the row whose evidence names a person
     assert b"Mia Manager" not in first
+
+
+# -- the placeholder tally of the COPY path: RE2's matches over blocks, seams included, count
+# -- what the portable path counts over the whole text. --
+
+_TALLY_PIECES = st.sampled_from([*redaction.PLACEHOLDERS.values(), "[re", "[redacted:", "]", "x", "[", "é", "\n"])
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(_TALLY_PIECES, max_size=40), cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_the_block_tally_counts_what_the_whole_text_holds(pieces, cuts):
+    from storage import export
+
+    data = "".join(pieces).encode("utf-8")
+    for findall in (export.find_placeholders, None):
+        tally = redaction.PlaceholderTally(findall)
+        previous = 0
+        for cut in sorted({min(c, len(data)) for c in cuts} | {len(data)}):
+            tally.feed(data[previous:cut])
+            previous = cut
+        assert tally.counts == redaction.count_placeholders([data])
