@@ -316,9 +316,12 @@ def mark_failed(
     return True
 
 
+_TENANT_NAME = select(Tenant.__table__.c.name).where(Tenant.__table__.c.id == bindparam("tenant_id"))
+
+
 def tenant_name(session: Session, tenant_id: int) -> str:
     """How notifications name a tenant."""
-    name = session.execute(select(Tenant.name).where(Tenant.id == tenant_id)).scalar_one_or_none()
+    name = session.connection().execute(_TENANT_NAME, {"tenant_id": tenant_id}).scalar_one_or_none()
     return name if name is not None else f"tenant {tenant_id}"
 
 

@@ -104,21 +104,27 @@ def latest_reports(conn: Connection, tenant_id: int, *, payload: bool = True) ->
     ``payload=False`` reads only what the fingerprint needs: a request must not pay for
     fetching report payloads, which can be large.
     """
-    columns = (StoredReport,) if payload else REPORT_STAMP_COLUMNS
+    statement = _latest_report_statement(payload)
     reports: dict[str, dict | None] = {}
     for report_type in layout.REPORTS:
-        row = (
-            conn.execute(
-                select(*columns)
-                .where(StoredReport.tenant_id == tenant_id, StoredReport.report_type == report_type)
-                .order_by(StoredReport.generated_at.desc(), StoredReport.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        row = conn.execute(statement, {"tenant_id": tenant_id, "report_type": report_type}).mappings().first()
         reports[report_type] = dict(row) if row else None
     return reports
+
+
+@functools.cache
+def _latest_report_statement(payload: bool) -> Select:
+    # Built once: every pack reads each report type, and building the statement costs more than running it.
+    columns = (StoredReport,) if payload else REPORT_STAMP_COLUMNS
+    return (
+        select(*columns)
+        .where(
+            StoredReport.tenant_id == bindparam("tenant_id", type_=BigInteger),
+            StoredReport.report_type == bindparam("report_type", type_=StoredReport.report_type.type),
+        )
+        .order_by(StoredReport.generated_at.desc(), StoredReport.id.desc())
+        .limit(1)
+    )
 
 
 def _operations_filter(tenant_id: int, since: dt.date):
