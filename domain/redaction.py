@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from domain.csvsafe import cut
@@ -453,6 +454,8 @@ def count_placeholders(texts: Iterable[str | bytes]) -> dict[str, int]:
 # Every placeholder in one pattern: a stream of blocks is counted in one pass, not one per category.
 PLACEHOLDERS_PATTERN = b"|".join(re.escape(p.encode("ascii")) for p in PLACEHOLDERS.values())
 _PLACEHOLDER_BYTES = re.compile(PLACEHOLDERS_PATTERN)
+# The placeholders a block holds, in order (the engine's C loop lists them).
+find_placeholders = _PLACEHOLDER_BYTES.findall
 _CATEGORY_OF = {p.encode("ascii"): category for category, p in PLACEHOLDERS.items()}
 
 
@@ -468,7 +471,7 @@ class PlaceholderTally:
 
     def __init__(self, findall: Callable[[bytes], list[bytes]] | None = None) -> None:
         self.counts = dict.fromkeys(PLACEHOLDERS, 0)
-        self._findall = findall or _PLACEHOLDER_BYTES.findall
+        self._findall = findall or find_placeholders
         self._tail = b""
 
     def feed(self, block: bytes) -> None:
@@ -482,8 +485,8 @@ class PlaceholderTally:
             for inside in (self._findall(self._tail), self._findall(head)):
                 for placeholder in inside:
                     found.remove(placeholder)
-        for placeholder in found:
-            self.counts[_CATEGORY_OF[placeholder]] += 1
+        for placeholder, n in Counter(found).items():
+            self.counts[_CATEGORY_OF[placeholder]] += n
         self._tail = (self._tail + block)[-self._KEEP :] if len(block) < self._KEEP else block[-self._KEEP :]
 
     def add(self, counts: Mapping[str, int]) -> None:
