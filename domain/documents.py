@@ -53,7 +53,7 @@ def finding_row(row: Mapping[str, Any], *, include_pii: bool) -> list[str]:
     evidence = compact_json(value)
     if redaction.needs_scrub(evidence, include_pii=include_pii):
         evidence = compact_json(redaction.scrub(value, include_pii=include_pii))
-    return _finding_cells(row, evidence, [layout.iso(row.get(c)) for c in _TIMESTAMPS], include_pii)
+    return _finding_cells(row, evidence, [layout.iso(row.get(c)) for c in layout.FINDINGS_TIMESTAMP_COLUMNS], include_pii)
 
 
 def copied_finding_row(cells: Sequence[str | None], *, include_pii: bool) -> list[str]:
@@ -65,7 +65,7 @@ def copied_finding_row(cells: Sequence[str | None], *, include_pii: bool) -> lis
     """
     row = dict(zip(layout.FINDINGS_COLUMNS, cells, strict=True))
     evidence = copied_evidence(row["evidence"], include_pii=include_pii)
-    return _finding_cells(row, evidence, [row[c] for c in _TIMESTAMPS], include_pii)
+    return _finding_cells(row, evidence, [row[c] for c in layout.FINDINGS_TIMESTAMP_COLUMNS], include_pii)
 
 
 def copied_evidence(text: str | None, *, include_pii: bool) -> str:
@@ -94,9 +94,6 @@ def jsonb_text(value: object) -> str:
     return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
-_TIMESTAMPS = ("first_seen_at", "last_seen_at", "updated_at")
-
-
 def _finding_cells(row: Mapping[str, Any], evidence: str, timestamps: list[str | None], include_pii: bool) -> list[str]:
     values = {
         "id": row["id"],
@@ -106,7 +103,7 @@ def _finding_cells(row: Mapping[str, Any], evidence: str, timestamps: list[str |
         "subject_display_name": redaction.display_name(row.get("subject_display_name"), include_pii=include_pii),
         "title": redaction.text_field(row["title"], include_pii=include_pii),
         "evidence": evidence,
-        **dict(zip(_TIMESTAMPS, timestamps, strict=True)),
+        **dict(zip(layout.FINDINGS_TIMESTAMP_COLUMNS, timestamps, strict=True)),
     }
     return neutralise_row(values[c] for c in layout.FINDINGS_COLUMNS)
 

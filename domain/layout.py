@@ -67,6 +67,8 @@ FINDINGS_COLUMNS = (
     "last_seen_at",
     "updated_at",
 )
+# The findings.csv cells that hold times, written as layout.iso writes them.
+FINDINGS_TIMESTAMP_COLUMNS = ("first_seen_at", "last_seen_at", "updated_at")
 OPERATIONS_COLUMNS = (
     "id",
     "type",

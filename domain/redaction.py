@@ -464,7 +464,7 @@ class PlaceholderTally:
 
     ``findall`` lists the placeholders a block holds (``PLACEHOLDERS_PATTERN``'s matches); an
     exporter may pass a faster engine's. A placeholder holds no second "[", so matches never
-    overlap and each is counted where it ends.
+    overlap, and those inside the kept tail are the same whether or not a block follows.
     """
 
     _KEEP = max(len(p) for p in PLACEHOLDERS.values()) - 1
@@ -477,17 +477,14 @@ class PlaceholderTally:
     def feed(self, block: bytes) -> None:
         if not block:
             return
-        found = self._findall(block)
+        data = self._tail + block
+        # The matches that end inside the new block: the tail's own were counted with the block before.
+        found = Counter(self._findall(data))
         if self._tail:
-            # A placeholder across the seam starts in the tail and ends in the block's first bytes.
-            head = block[: self._KEEP]
-            found += self._findall(self._tail + head)
-            for inside in (self._findall(self._tail), self._findall(head)):
-                for placeholder in inside:
-                    found.remove(placeholder)
-        for placeholder, n in Counter(found).items():
+            found.subtract(self._findall(self._tail))
+        for placeholder, n in found.items():
             self.counts[_CATEGORY_OF[placeholder]] += n
-        self._tail = (self._tail + block)[-self._KEEP :] if len(block) < self._KEEP else block[-self._KEEP :]
+        self._tail = data[-self._KEEP :]
 
     def add(self, counts: Mapping[str, int]) -> None:
         for category, n in counts.items():

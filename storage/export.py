@@ -35,12 +35,11 @@ from domain import csvsafe, documents, layout, redaction
 from storage.db import DatabaseUnavailable
 
 _TIMESTAMP = "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-_TIMESTAMPS = ("first_seen_at", "last_seen_at", "updated_at")
 
 
 def findings_copy_sql() -> str:
     """The COPY statement; its parameters are :func:`copy_params`."""
-    columns = {c: _TIMESTAMP.format(col=f"f.{c}") if c in _TIMESTAMPS else f"f.{c}" for c in layout.FINDINGS_COLUMNS}
+    columns = {c: _TIMESTAMP.format(col=f"f.{c}") if c in layout.FINDINGS_TIMESTAMP_COLUMNS else f"f.{c}" for c in layout.FINDINGS_COLUMNS}
     # No evidence is {} on both paths (domain.documents.copied_evidence says why).
     columns["evidence"] = "CASE WHEN f.evidence IS NULL OR f.evidence = 'null' THEN '{}'::jsonb ELSE f.evidence END"
     # Without personal data a subject's name is replaced whole (domain.redaction.display_name).

@@ -135,17 +135,22 @@ _CLAIM_PACK = (
 _CLAIM_PACK_ON_DISK = _CLAIM_PACK.values(file_disk=bindparam("disk"))
 
 
-def _owns(claim: Claim):
-    return (
-        OperationRun.id == claim.run_id,
-        OperationRun.attempts == claim.attempt,
-        OperationRun.status == RunStatus.RUNNING,
-    )
+# The run is still this attempt's: its number and the running state (parameters: _owner(claim)).
+_OWNED = (
+    _RUNS.c.id == bindparam("run_id"),
+    _RUNS.c.attempts == bindparam("attempt"),
+    _RUNS.c.status == RunStatus.RUNNING,
+)
+_HEARTBEAT = update(_RUNS).where(*_OWNED).values(heartbeat_at=_NOW)
+
+
+def _owner(claim: Claim, now: dt.datetime) -> dict:
+    return {"run_id": claim.run_id, "attempt": claim.attempt, "now": now}
 
 
 def heartbeat(session: Session, claim: Claim, *, now: dt.datetime, rows: int, nbytes: int) -> bool:
     """Record progress and extend the lease; False when this attempt no longer owns the run."""
-    owned = session.execute(update(OperationRun).where(*_owns(claim)).values(heartbeat_at=now)).rowcount == 1
+    owned = session.connection().execute(_HEARTBEAT, _owner(claim, now)).rowcount == 1
     if owned:
         session.execute(
             update(ReviewPack)
@@ -178,8 +183,7 @@ def mark_ready(
     """``generated_at`` is the time the pack's metadata states; it defaults to ``now``."""
     generated_at = generated_at or now
     conn = session.connection()
-    owner = {"run_id": claim.run_id, "attempt": claim.attempt, "now": now}
-    run_done = conn.execute(_RUN_COMPLETED, owner).rowcount
+    run_done = conn.execute(_RUN_COMPLETED, _owner(claim, now)).rowcount
     pack_done = conn.execute(
         _PACK_READY,
         {
@@ -212,12 +216,7 @@ def mark_ready(
 
 _RUN_COMPLETED = (
     update(_RUNS)
-    .where(
-        _RUNS.c.id == bindparam("run_id"),
-        _RUNS.c.attempts == bindparam("attempt"),
-        _RUNS.c.status == RunStatus.RUNNING,
-        _RUNS.c.status.in_(run_sources_for(RunStatus.COMPLETED)),
-    )
+    .where(*_OWNED, _RUNS.c.status.in_(run_sources_for(RunStatus.COMPLETED)))
     .values(status=RunStatus.COMPLETED, outcome=RunOutcome.SUCCEEDED, completed_at=_NOW, heartbeat_at=_NOW)
 )
 _PACK_READY = (
@@ -240,10 +239,11 @@ _PACK_READY = (
 
 def release(session: Session, claim: Claim, *, now: dt.datetime) -> bool:
     """Hand an attempt back so that a retry can claim the run again."""
-    run = session.execute(
-        update(OperationRun)
-        .where(*_owns(claim), OperationRun.status.in_(run_sources_for(RunStatus.QUEUED)))
-        .values(status=RunStatus.QUEUED, heartbeat_at=now)
+    run = session.connection().execute(
+        update(_RUNS)
+        .where(*_OWNED, _RUNS.c.status.in_(run_sources_for(RunStatus.QUEUED)))
+        .values(status=RunStatus.QUEUED, heartbeat_at=_NOW),
+        _owner(claim, now),
     ).rowcount
     if run == 1:
         _pack_back_to_queued(session, claim.pack_id, now=now)
@@ -326,11 +326,7 @@ def tenant_name(session: Session, tenant_id: int) -> str:
 
 
 def add_notification(session: Session, *, user_id: int, kind: str, title: str, body: str, data: dict) -> None:
-    # A plain INSERT, as for audit rows: a notification is never read back by the writer.
-    session.flush()
-    session.connection().execute(
-        insert(Notification.__table__), {"user_id": user_id, "kind": kind, "title": title, "body": body, "data": data}
-    )
+    _insert_rows(session, Notification, [{"user_id": user_id, "kind": kind, "title": title, "body": body, "data": data}])
 
 
 def add_audit(
@@ -362,13 +358,17 @@ def _audit_row(
 
 
 def _insert_audits(session: Session, rows: list[dict]) -> None:
-    # A plain INSERT on the session's connection, sent at once: an audit row is never read back, so
-    # it needs neither the unit of work nor the ORM's bulk path nor a RETURNING of its id, which a
-    # request would otherwise pay for on every call. Pending objects are flushed first, so rows keep
-    # the order in which they were added.
+    _insert_rows(session, AuditLog, rows)
+
+
+def _insert_rows(session: Session, model: type[AuditLog] | type[Notification], rows: list[dict]) -> None:
+    # A plain INSERT on the session's connection, sent at once: audit rows and notifications are
+    # never read back by their writer, so they need neither the unit of work nor the ORM's bulk
+    # path nor a RETURNING of their ids, which a request would otherwise pay for on every call.
+    # Pending objects are flushed first, so rows keep the order in which they were added.
     if rows:
         session.flush()
-        session.connection().execute(insert(AuditLog.__table__), rows)
+        session.connection().execute(insert(model.__table__), rows)
 
 
 # -- requests ------------------------------------------------------------------------------------
