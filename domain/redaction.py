@@ -399,14 +399,23 @@ def _scrub(value: object, pii: bool, prose: bool, key: str, masked: bool, depth:
     return PII_PLACEHOLDER if masked and not pii else value
 
 
+def _key_kinds(key: str) -> tuple[bool, bool]:
+    """Whether a normal key names a secret, and whether it names a person."""
+    return _secret_key(key), _person_key(key)
+
+
+_key_kinds_cached = functools.lru_cache(maxsize=_REMEMBERED)(_key_kinds)
+
+
 def _entry(raw_key: str, item: object, pii: bool, prose: bool, masked: bool, depth: int) -> object:
     key = normal_key(raw_key)
+    secret, person = _key_kinds_cached(key) if len(key) <= _SHORT else _key_kinds(key)
     if item is not None and not isinstance(item, bool):
-        if _secret_key(key):
+        if secret:
             return SECRET_PLACEHOLDER
         if key in WEAK_SECRET_KEYS and isinstance(item, str) and _is_credential(item):
             return SECRET_PLACEHOLDER
-    if not pii and _person_key(key):
+    if not pii and person:
         masked = True
     return _scrub(item, pii, prose, key, masked, depth + 1)
 
