@@ -215,7 +215,7 @@ def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[bytes]:
             buffer = bytearray()
             ends: list[int] = []
             long_rows: list[int] = []
-            for data in copy:
+            for data in _copied_rows(copy, raw):
                 if len(data) > _LONG_ROW:
                     long_rows.append(len(ends))
                 buffer += data
@@ -226,6 +226,40 @@ def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[bytes]:
                     ends, long_rows = [], []
             if buffer:
                 yield _settle(bytes(buffer), ends, long_rows, include_pii, clean)
+
+
+def _copied_rows(copy: psycopg.Copy, raw: psycopg.Connection) -> Iterator[memoryview]:
+    """The rows COPY sends, one message each.
+
+    Rows that libpq already holds are taken from it directly: psycopg's wait loop around each
+    row costs more than the row itself. Whenever none is buffered, psycopg waits on the socket.
+    """
+    pgconn = raw.pgconn
+    while True:
+        # Raises psycopg.OperationalError when the connection fails, as psycopg's own read does.
+        nbytes, data = pgconn.get_copy_data(1)
+        if nbytes > 0:
+            yield data
+        elif nbytes == 0:
+            data = copy.read()
+            if not data:
+                return  # psycopg read the end and the statement's result
+            yield data
+        else:
+            _finish_copy(raw)
+            return
+
+
+def _finish_copy(raw: psycopg.Connection) -> None:
+    """Collect the statement's result after libpq reported the end of the copy, as psycopg would."""
+    pgconn = raw.pgconn
+    result = pgconn.get_result()
+    while pgconn.get_result() is not None:
+        pass
+    if result is None:
+        raise psycopg.OperationalError("the copy ended without a result")
+    if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
 
 
 def copy_findings(

@@ -1,0 +1,80 @@
+"""Reading COPY's rows from libpq's buffer ends the copy exactly as psycopg's own read does."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from storage import export
+
+ROWS = "COPY (SELECT g, repeat('x', %s) FROM generate_series(1, %s) g) TO STDOUT WITH (FORMAT csv)"
+
+
+def _read(conn: psycopg.Connection, statement: str, params=None) -> list[bytes]:
+    with conn.cursor() as cursor, cursor.copy(statement, params) as copy:
+        return [bytes(row) for row in export._copied_rows(copy, conn)]
+
+
+@pytest.fixture
+def conn(pg_url):
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as connection:
+        yield connection
+
+
+@pytest.mark.parametrize(("width", "count"), [(1, 0), (1, 1), (10, 3), (100, 50_000), (20_000, 200)])
+def test_every_row_arrives_once_in_order_and_the_connection_stays_usable(conn, width, count):
+    with conn.cursor() as cursor, cursor.copy(ROWS, (width, count)) as copy:
+        expected = [bytes(row) for row in copy]
+
+    assert _read(conn, ROWS, (width, count)) == expected
+    assert len(expected) == count
+    # The copy's result was collected: the transaction goes on and takes the next statement.
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("count", [10, 50_000])
+def test_an_error_the_server_raises_mid_copy_is_psycopgs_own(conn, count):
+    failing = f"COPY (SELECT 10 / (g - {count}) FROM generate_series(1, {count}) g) TO STDOUT"
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        _read(conn, failing)
+    conn.rollback()
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_broken_connection_mid_copy_raises_an_operational_error(conn, pg_url):
+    backend = conn.info.backend_pid
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
+        with pytest.raises(psycopg.OperationalError):
+            with conn.cursor() as cursor, cursor.copy(ROWS, (1000, 1_000_000)) as copy:
+                for i, _ in enumerate(export._copied_rows(copy, conn)):
+                    if i == 10:
+                        assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0]
+
+
+class _Buffered:
+    """libpq's buffer as _copied_rows sees it: a queue of get_copy_data answers."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def get_copy_data(self, async_):
+        assert async_ == 1  # never blocks: waiting is psycopg's
+        return self.answers.pop(0)
+
+
+class _Copy:
+    def __init__(self, reads):
+        self.reads = list(reads)
+
+    def read(self):
+        return self.reads.pop(0)
+
+
+def test_when_nothing_is_buffered_psycopg_waits_and_may_read_the_end_itself():
+    # Rows from the buffer, then an empty buffer: psycopg reads a row, then (on the next empty
+    # buffer) the end of the copy, which it finishes itself.
+    raw = type("Raw", (), {"pgconn": _Buffered([(1, b"a"), (0, b""), (1, b"c"), (0, b"")])})()
+    copy = _Copy([b"b", b""])
+    assert list(export._copied_rows(copy, raw)) == [b"a", b"b", b"c"]
+    assert copy.reads == [] and raw.pgconn.answers == []
