@@ -18,7 +18,7 @@ from typing import Any
 from domain.options import PackOptions
 
 # Bumped whenever the pack's layout or rendering changes, so that old packs are not reused for new code.
-PACK_FORMAT_VERSION = 3
+PACK_FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ class TestStability:
         assert BASE == hashlib.sha256(text.encode()).hexdigest()
 
     def test_pinned_value_for_the_current_format(self):
-        assert PACK_FORMAT_VERSION == 3
+        assert PACK_FORMAT_VERSION == 4
         empty = TenantPackInputs(
             tenant_id=1,
             tenant_external_id="00000000-0000-0000-0000-000000000001",
@@ -240,7 +240,7 @@ class TestStability:
             hardening={},
         )
         expected_text = (
-            '{"format":3,"inputs":{"findings_changes":0,"freshness":null,"hardening":{},'
+            '{"format":4,"inputs":{"findings_changes":0,"freshness":null,"hardening":{},'
             '"hardening_updated_at":null,"operations":null,"operations_completed":null,"operations_since":null,'
             '"options":{"include_operations":false,"include_pii":false},'
             '"reports":{},"tenant_external_id":"00000000-0000-0000-0000-000000000001","tenant_id":1,'

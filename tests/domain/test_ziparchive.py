@@ -110,7 +110,7 @@ def raw_deflate(data: bytes, level: int) -> bytes:
 def test_constants():
     assert FIXED_DATE_TIME == (1980, 1, 1, 0, 0, 0)
     assert FILE_MODE == 0o100644
-    assert COMPRESS_LEVEL == 6
+    assert COMPRESS_LEVEL == 4
     # metadata.json states the deflate implementation, whose output depends on its version.
     assert DEFLATE == {"implementation": f"zlib-ng {zlib_ng.ZLIBNG_VERSION}", "level": COMPRESS_LEVEL}
 
@@ -300,9 +300,10 @@ class TestCompression:
                 sizes[level] = zf.getinfo("a.csv").compress_size
         assert sizes[9] < sizes[1] < len(DATA)
 
-    def test_default_level_is_six(self):
+    def test_default_level_is_four(self):
         entries = [("a.csv", "bytes", DATA)]
-        assert build(entries) == build(entries, compresslevel=6)
+        assert build(entries) == build(entries, compresslevel=4)
+        assert build(entries) != build(entries, compresslevel=6)
         assert build(entries) != build(entries, compresslevel=1)
         assert build(entries) != build(entries, compresslevel=9)
 
