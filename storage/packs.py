@@ -19,12 +19,13 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.reasons import USER_MESSAGES, ReasonCode
 from domain.states import (
+    ACTIVE_PACK_STATUSES,
     RUN_TYPE_GENERATE,
     PackStatus,
     RunOutcome,
@@ -373,6 +374,9 @@ def _insert_rows(session: Session, model: type[AuditLog] | type[Notification], r
 
 # -- requests ------------------------------------------------------------------------------------
 
+# The audit action of every request, whatever its outcome.
+REQUESTED = "review_pack.requested"
+
 
 def create_request(
     session: Session,
@@ -428,7 +432,7 @@ def create_request(
             workspace_id=workspace_id,
             tenant_id=tenant_id,
             actor_id=actor_id,
-            action="review_pack.requested",
+            action=REQUESTED,
             pack_id=pack.id,
             details=audit_details,
         )
@@ -445,6 +449,73 @@ def create_request(
         session.rollback()
         return None
     return pack
+
+
+# The packs a request shares instead of starting a new one: an active generation, or a ready pack.
+LIVE_STATUSES = (*sorted(ACTIVE_PACK_STATUSES), PackStatus.READY)
+_AUDITS = AuditLog.__table__
+_AUDIT_DETAILS = _AUDITS.c.metadata.type
+
+
+def _reuse_statement():
+    """The live pack for a fingerprint, and the request's audit row written by the same statement.
+
+    The row is written only when the pack is handed out: an active one, or a ready one still
+    inside its retention (a ready pack past it is expired by the general path, which writes
+    the request's audit itself). Its details are the caller's, picked by the pack's status.
+    """
+    live = (
+        select(_PACKS)
+        .where(
+            _PACKS.c.workspace_id == bindparam("workspace_id"),
+            _PACKS.c.tenant_id == bindparam("tenant_id"),
+            _PACKS.c.fingerprint == bindparam("fingerprint"),
+            _PACKS.c.status.in_(LIVE_STATUSES),
+        )
+        .cte("live")
+    )
+    handed_out = or_(live.c.status != PackStatus.READY, live.c.expires_at > _NOW)
+    details = case(
+        (live.c.status == PackStatus.READY, bindparam("ready_details", type_=_AUDIT_DETAILS)),
+        else_=bindparam("active_details", type_=_AUDIT_DETAILS),
+    )
+    audit = insert(_AUDITS).from_select(
+        ["workspace_id", "tenant_id", "actor_user_id", "action", "resource_type", "resource_id", "metadata", "created_at"],
+        select(
+            live.c.workspace_id, live.c.tenant_id, bindparam("actor_id", type_=_AUDITS.c.actor_user_id.type),
+            literal(REQUESTED, _AUDITS.c.action.type), literal("review_pack", _AUDITS.c.resource_type.type),
+            live.c.id, details, _NOW,
+        ).where(handed_out),
+    )
+    return select(live).add_cte(audit.cte("audit"))
+
+
+_REUSE = _reuse_statement()
+
+
+def reuse_live(
+    conn: Connection,
+    *,
+    workspace_id: int,
+    tenant_id: int,
+    fingerprint: str,
+    actor_id: int,
+    now: dt.datetime,
+    ready_details: dict,
+    active_details: dict,
+) -> Row | None:
+    """The live pack with this fingerprint, its request audited in the same statement; one round trip.
+
+    PostgreSQL only (a data-modifying WITH); elsewhere None, and the caller takes the general
+    path, which reads the pack and writes the same audit row in two statements.
+    """
+    if conn.dialect.name != "postgresql":
+        return None
+    params = {
+        "workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint, "actor_id": actor_id,
+        "now": now, "ready_details": ready_details, "active_details": active_details,
+    }
+    return conn.execute(_REUSE, params).one_or_none()
 
 
 # -- retention: expiry, object deletion, hard deletes ----------------------------------------------

@@ -109,8 +109,14 @@ LIVE_PACK = select(ReviewPack).where(
     ReviewPack.workspace_id == bindparam("workspace_id"),
     ReviewPack.tenant_id == bindparam("tenant_id"),
     ReviewPack.fingerprint == bindparam("fingerprint"),
-    ReviewPack.status.in_([*ACTIVE_PACK_STATUSES, PackStatus.READY]),
+    ReviewPack.status.in_(packs.LIVE_STATUSES),
 )
+
+
+def _past_retention(pack: Any, now: dt.datetime) -> bool:
+    """A ready pack past retention but not yet pruned: it must not be handed out, nor block a new pack."""
+    return bool(pack.status == PackStatus.READY and (pack.expires_at is None or pack.expires_at <= now))
+
 
 # What review_pack_status answers (seed 004 FR-008, without the seed's UI-only states).
 REVIEW_PACK_AVAILABLE = "available"
@@ -120,6 +126,36 @@ REVIEW_PACK_EXPIRED = "expired"
 
 # The review-export outcomes the seed's audit log names, for the request outcomes here.
 REVIEW_EXPORT_OUTCOMES = {"reused_ready": "reused", "reused_active": "reused_active_run", "queued": "queued"}
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one request asks for, and how its audit rows describe it."""
+
+    workspace_id: int
+    tenant_id: int
+    review_id: int | None
+    kind: layout.PackKind
+    actor_id: int
+    fingerprint: str
+
+    def details(self, outcome: str) -> dict[str, Any]:
+        recorded: dict[str, Any] = {"outcome": outcome, "fingerprint": self.fingerprint}
+        if self.review_id is not None:
+            # The seed's review-export audit names the review and its own outcome words.
+            recorded.update(review_id=self.review_id, export_outcome=REVIEW_EXPORT_OUTCOMES.get(outcome, outcome))
+        return recorded
+
+    def audit(self, session: Session, pack_id: int, outcome: str) -> None:
+        packs.add_audit(
+            session,
+            workspace_id=self.workspace_id,
+            tenant_id=self.tenant_id,
+            actor_id=self.actor_id,
+            action=packs.REQUESTED,
+            pack_id=pack_id,
+            details=self.details(outcome),
+        )
 
 
 @dataclass(frozen=True)
@@ -168,6 +204,33 @@ def _audit(session: Session, pack: ReviewPack, actor_id: int, action: str, detai
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _view_of(pack: Any, reason: str | None = None) -> PackView:
+    """The view of a pack, from its model or from a row of its table."""
+    return PackView(
+        id=pack.id,
+        workspace_id=pack.workspace_id,
+        tenant_id=pack.tenant_id,
+        tenant_review_id=pack.tenant_review_id,
+        status=PackStatus(pack.status),
+        fingerprint=pack.fingerprint,
+        previous_fingerprint=pack.previous_fingerprint,
+        sha256=pack.sha256,
+        file_size=pack.file_size,
+        options=dict(pack.options or {}),
+        summary=dict(pack.summary or {}),
+        generated_at=pack.generated_at,
+        expires_at=pack.expires_at,
+        created_at=pack.created_at,
+        operation_run_id=pack.operation_run_id,
+        rows_written=pack.rows_written,
+        bytes_written=pack.bytes_written,
+        reason_code=reason,
+        expired_at=pack.expired_at,
+        dispatch_pending_since=pack.dispatch_pending_since,
+        kind=pack.kind,
+    )
 
 
 class ReviewPackClient:
@@ -300,28 +363,41 @@ class ReviewPackClient:
         except InvalidOptions as exc:
             raise InvalidRequest(str(exc)) from None
         since = queries.operations_since(utcnow().date()) if options.include_operations else None
-        with self._session() as session:
+        # Outside a transaction: the read and the reuse are one statement each, and a request that
+        # shares a pack (the common case) costs two round trips and no BEGIN or COMMIT.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             # One statement reads the membership and every fingerprint input: a non-member gets no
             # row, and a member without the capability is refused before anything is written.
-            scoped = queries.scoped_tenant_inputs(
-                session.connection(), tenant_id, actor_id, options, since, self._freshness_basis()
-            )
+            scoped = queries.scoped_tenant_inputs(conn, tenant_id, actor_id, options, since, self._freshness_basis())
             if scoped is None:
                 raise _not_found()
             self._check(scoped.capabilities, Action.REQUEST)
-            stored_options: dict[str, Any] = options.as_dict()
-            if since is not None:
-                stored_options["operations_since"] = since.isoformat()
-            return self._request(
-                session,
+            request = _Request(
                 workspace_id=scoped.workspace_id,
                 tenant_id=tenant_id,
                 review_id=None,
                 kind=layout.PackKind.TENANT,
                 actor_id=actor_id,
-                fp=fingerprint.compute(scoped.inputs),
-                options=stored_options,
+                fingerprint=fingerprint.compute(scoped.inputs),
             )
+            now = utcnow()
+            live = packs.reuse_live(
+                conn,
+                workspace_id=request.workspace_id,
+                tenant_id=tenant_id,
+                fingerprint=request.fingerprint,
+                actor_id=actor_id,
+                now=now,
+                ready_details=request.details(RequestOutcome.REUSED_READY),
+                active_details=request.details(RequestOutcome.REUSED_ACTIVE),
+            )
+        if live is not None and not _past_retention(live, now):
+            return self._reused(live)
+        stored_options: dict[str, Any] = options.as_dict()
+        if since is not None:
+            stored_options["operations_since"] = since.isoformat()
+        with self._session() as session:
+            return self._request(session, request, options=stored_options)
 
     def request_review_pack(self, review_id: int, actor_id: int, include_pii: bool | None = None) -> RequestResult:
         _check_id("review_id", review_id)
@@ -352,84 +428,59 @@ class ReviewPackClient:
             if review_row is None or tenant_row is None:
                 raise _not_found()
             inputs = queries.review_pack_inputs(conn, review_row, tenant_row, options, self._freshness_basis())
-            return self._request(
-                session,
+            request = _Request(
                 workspace_id=tenant.workspace_id,
                 tenant_id=tenant.id,
                 review_id=review.id,
                 kind=layout.PackKind.REVIEW,
                 actor_id=actor_id,
-                fp=fingerprint.compute(inputs),
-                options=options.as_dict(),
+                fingerprint=fingerprint.compute(inputs),
             )
+            return self._request(session, request, options=options.as_dict())
 
-    def _request(
-        self,
-        session: Session,
-        *,
-        workspace_id: int,
-        tenant_id: int,
-        review_id: int | None,
-        kind: layout.PackKind,
-        actor_id: int,
-        fp: str,
-        options: dict[str, Any],
-    ) -> RequestResult:
-        audit: dict[str, Any] = dict(workspace_id=workspace_id, tenant_id=tenant_id, actor_id=actor_id, action="review_pack.requested")
-
-        def details(outcome: str) -> dict[str, Any]:
-            recorded: dict[str, Any] = {"outcome": outcome, "fingerprint": fp}
-            if review_id is not None:
-                # The seed's review-export audit names the review and its own outcome words.
-                recorded.update(review_id=review_id, export_outcome=REVIEW_EXPORT_OUTCOMES.get(outcome, outcome))
-            return recorded
-
+    def _request(self, session: Session, request: _Request, *, options: dict[str, Any]) -> RequestResult:
+        fp = request.fingerprint
         # Two rounds at most: when a concurrent request wins the insert, the second round finds its pack.
         for _ in range(3):
             live = session.execute(
-                LIVE_PACK, {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fp}
+                LIVE_PACK, {"workspace_id": request.workspace_id, "tenant_id": request.tenant_id, "fingerprint": fp}
             ).scalar_one_or_none()
             now = utcnow()
-            if live is not None and live.status == PackStatus.READY and (live.expires_at is None or live.expires_at <= now):
-                # Past retention but not yet pruned: it must not be handed out, nor block a new pack.
+            if live is not None and _past_retention(live, now):
                 # It expires here exactly as prune would expire it (audit row, object deleted).
                 self._expire(session, [live.id], now=now, by="retention")
                 live = None
             if live is not None:
                 outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
-                packs.add_audit(session, **audit, pack_id=live.id, details=details(outcome))
+                request.audit(session, live.id, outcome)
                 session.commit()
-                view = self._view(session, live)
-                if live.status == PackStatus.QUEUED and live.dispatch_pending_since is not None:
-                    # The pack this request joins still awaits the broker: the request dispatches it, or says it could not.
-                    self._dispatch(session, view, pending=True)
-                return RequestResult(outcome, view)
-            self._refuse_if_tenant_busy(session, audit, tenant_id, fp, details)
+                return self._reused(live, session)
+            self._refuse_if_tenant_busy(session, request)
 
             previous = session.execute(
                 select(ReviewPack.fingerprint)
                 .where(
-                    ReviewPack.workspace_id == workspace_id,
-                    ReviewPack.tenant_id == tenant_id,
+                    ReviewPack.workspace_id == request.workspace_id,
+                    ReviewPack.tenant_id == request.tenant_id,
                     ReviewPack.status == PackStatus.READY,
-                    ReviewPack.kind == kind.value,
-                    *([] if review_id is None else [ReviewPack.tenant_review_id == review_id]),
+                    ReviewPack.kind == request.kind.value,
+                    *([] if request.review_id is None else [ReviewPack.tenant_review_id == request.review_id]),
                 )
                 .order_by(ReviewPack.generated_at.desc(), ReviewPack.id.desc())
                 .limit(1)
             ).scalar_one_or_none()
             pack = packs.create_request(
                 session,
-                workspace_id=workspace_id,
-                tenant_id=tenant_id,
-                review_id=review_id,
-                actor_id=actor_id,
+                workspace_id=request.workspace_id,
+                tenant_id=request.tenant_id,
+                review_id=request.review_id,
+                actor_id=request.actor_id,
                 fingerprint=fp,
                 previous_fingerprint=previous,
                 options=options,
                 now=now,
-                kind=kind.value,
-                audit_details=details("queued"),
+                kind=request.kind.value,
+                audit_details=request.details("queued"),
             )
             if pack is None:
                 continue
@@ -437,6 +488,19 @@ class ReviewPackClient:
             self._dispatch(session, view)
             return RequestResult(RequestOutcome.QUEUED, view)
         raise ReviewPackError("could not record the request after repeated conflicts; try again")
+
+    def _reused(self, live: Any, session: Session | None = None) -> RequestResult:
+        """The answer of a request that shares ``live``, whose request is already audited."""
+        outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
+        view = _view_of(live)
+        if live.status == PackStatus.QUEUED and live.dispatch_pending_since is not None:
+            # The pack this request joins still awaits the broker: the request dispatches it, or says it could not.
+            if session is None:
+                with self._session() as own:
+                    self._dispatch(own, view, pending=True)
+            else:
+                self._dispatch(session, view, pending=True)
+        return RequestResult(outcome, view)
 
     def _dispatch(self, session: Session, view: PackView, *, pending: bool = False) -> None:
         """Publish the pack's task after its row committed; when the broker does not take it, mark it and raise."""
@@ -455,9 +519,7 @@ class ReviewPackClient:
     def _freshness_basis(self) -> fingerprint.FreshnessBasis:
         return fingerprint.FreshnessBasis(utcnow().date().isoformat(), self.settings.stale_after_days)
 
-    def _refuse_if_tenant_busy(
-        self, session: Session, audit: dict[str, Any], tenant_id: int, fp: str, details: Callable[[str], dict[str, Any]]
-    ) -> None:
+    def _refuse_if_tenant_busy(self, session: Session, request: _Request) -> None:
         """One generation at a time per tenant (seed T012 checkActiveRun): other inputs are refused.
 
         The refusal is audited and nothing else is written. The partial unique index
@@ -466,17 +528,17 @@ class ReviewPackClient:
         active = session.execute(
             select(ReviewPack.id)
             .where(
-                ReviewPack.tenant_id == tenant_id,
+                ReviewPack.tenant_id == request.tenant_id,
                 ReviewPack.status.in_(ACTIVE_PACK_STATUSES),
                 # An active pack with these very inputs is shared, not refused: it is found by the
                 # fingerprint lookup (or, when it was committed a moment ago, by the next round).
-                ReviewPack.fingerprint.is_distinct_from(fp),
+                ReviewPack.fingerprint.is_distinct_from(request.fingerprint),
             )
             .limit(1)
         ).scalar_one_or_none()
         if active is None:
             return
-        packs.add_audit(session, **audit, pack_id=active, details=details("refused_conflict"))
+        request.audit(session, active, "refused_conflict")
         session.commit()
         raise Conflict(
             f"generation already in progress for this tenant (pack {active}); "
@@ -492,29 +554,7 @@ class ReviewPackClient:
                 select(OperationRun.context).where(OperationRun.id == pack.operation_run_id)
             ).scalar_one_or_none()
             reason = (context or {}).get("reason_code")
-        return PackView(
-            id=pack.id,
-            workspace_id=pack.workspace_id,
-            tenant_id=pack.tenant_id,
-            tenant_review_id=pack.tenant_review_id,
-            status=PackStatus(pack.status),
-            fingerprint=pack.fingerprint,
-            previous_fingerprint=pack.previous_fingerprint,
-            sha256=pack.sha256,
-            file_size=pack.file_size,
-            options=dict(pack.options or {}),
-            summary=dict(pack.summary or {}),
-            generated_at=pack.generated_at,
-            expires_at=pack.expires_at,
-            created_at=pack.created_at,
-            operation_run_id=pack.operation_run_id,
-            rows_written=pack.rows_written,
-            bytes_written=pack.bytes_written,
-            reason_code=reason,
-            expired_at=pack.expired_at,
-            dispatch_pending_since=pack.dispatch_pending_since,
-            kind=pack.kind,
-        )
+        return _view_of(pack, reason)
 
     def get_pack(self, pack_id: int, actor_id: int) -> PackView:
         _check_id("pack_id", pack_id)

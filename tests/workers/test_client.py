@@ -83,7 +83,7 @@ def test_a_second_identical_request_while_queued_is_reused_active(env):
     assert recorder.published == [first.pack.id]
 
 
-def test_a_request_answered_by_a_live_pack_costs_three_statements_and_one_commit(env, pg_url):
+def test_a_request_answered_by_a_live_pack_costs_two_statements_and_no_transaction(env, pg_url):
     client, _, ids = env
     first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
     statements: list[str] = []
@@ -102,16 +102,42 @@ def test_a_request_answered_by_a_live_pack_costs_three_statements_and_one_commit
     finally:
         event.remove(client.engine, "before_cursor_execute", record)
         event.remove(client.engine, "commit", committed)
-    # The membership and every fingerprint input, the live pack, the audit row: each round trip
-    # counts when many producers call at once, so a new one has to be a deliberate choice.
+    # The membership and every fingerprint input; the live pack with the audit row. Each round trip
+    # counts when many producers call at once, so a new one has to be a deliberate choice: no BEGIN,
+    # no COMMIT, and the audit row is there for every other session all the same.
     assert (again.outcome, again.pack.id) == ("reused_active", first.pack.id)
-    assert len(statements) == 3 and len(commits) == 1
-    assert statements[2].startswith("INSERT INTO reviewpacks_audit_logs")
+    assert len(statements) == 2 and commits == []
+    assert statements[1].startswith("WITH live AS") and "INSERT INTO reviewpacks_audit_logs" in statements[1]
     with runtime.session_factory(pg_url)() as session:
         audits = session.execute(
             select(AuditLog.details).where(AuditLog.resource_id == first.pack.id).order_by(AuditLog.id)
         ).scalars().all()
     assert [a["outcome"] for a in audits] == ["queued", "reused_active"]
+
+
+@pytest.mark.parametrize("expires_in", [dt.timedelta(seconds=-1), None], ids=["past retention", "no deadline"])
+def test_a_ready_pack_that_may_not_be_handed_out_is_not_audited_as_reused(env, pg_url, expires_in):
+    client, recorder, ids = env
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    expires_at = None if expires_in is None else _now() + expires_in
+    with runtime.session_factory(pg_url)() as session:
+        session.execute(
+            update(ReviewPack).where(ReviewPack.id == first.pack.id).values(status=PackStatus.READY, expires_at=expires_at)
+        )
+        session.commit()
+    again = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert again.outcome == "queued" and again.pack.id != first.pack.id
+    with runtime.session_factory(pg_url)() as session:
+        audits = session.execute(
+            select(AuditLog.resource_id, AuditLog.action, AuditLog.details)
+            .where(AuditLog.tenant_id == ids.tenant_id)
+            .order_by(AuditLog.id)
+        ).all()
+    assert [(pack_id, action, details.get("outcome", details.get("by"))) for pack_id, action, details in audits] == [
+        (first.pack.id, "review_pack.requested", "queued"),
+        (first.pack.id, "review_pack.expired", "retention"),
+        (again.pack.id, "review_pack.requested", "queued"),
+    ]
 
 
 def test_different_options_make_a_different_pack(env, pg_url):
