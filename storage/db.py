@@ -6,9 +6,10 @@ runtime's job (reviewpacks/runtime.py); this module only knows how to make one.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -45,7 +46,49 @@ def create_engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=5, max_overflow=5)
+    _ping_idle_connections(engine)
+    return engine
+
+
+# A connection back from use this recently was alive a moment ago: a ping would cost every busy
+# caller a round trip for nothing (HikariCP skips its liveness check the same way, for 500 ms).
+PING_IDLE_AFTER = 0.5
+_RETURNED = "reviewpacks_returned_at"
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection at checkout when it sat idle, and replace it when it is gone.
+
+    This is SQLAlchemy's pool_pre_ping for connections idle for PING_IDLE_AFTER seconds or
+    more: after a database restart or a dropped network, the pool hands out a new connection
+    instead of a dead one. A connection whose server went away within the last half second is
+    found by its next statement instead: that statement fails, and SQLAlchemy replaces every
+    connection of the pool that is older than the failure.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection, record) -> None:
+        if record is not None:
+            record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, proxy) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is not None and time.monotonic() - returned < PING_IDLE_AFTER:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                # The pool discards this connection and checks out another (SQLAlchemy's checkout contract).
+                raise exc.DisconnectionError("the pooled connection is gone") from error
+            raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
