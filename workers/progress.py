@@ -34,6 +34,7 @@ class Reporter:
         self.interval_s = min(settings.progress_interval_seconds, settings.heartbeat_seconds)
         # The claim has just written the heartbeat; small packs finish before they need another.
         self._next = time.monotonic() + self.interval_s
+        self._told = False
 
     def __call__(self, rows: int, nbytes: int) -> None:
         now = time.monotonic()
@@ -47,9 +48,15 @@ class Reporter:
         self._tell(rows, nbytes)
 
     def done(self, rows: int, nbytes: int) -> None:
-        """The last figures; the database gets them with the ready state itself."""
-        self._tell(rows, nbytes)
+        """The last figures, for a pack whose progress was shown; the database gets them with the ready state.
+
+        A pack built before its first report needs none: the task's success follows at once
+        and replaces any progress Flower would show.
+        """
+        if self._told:
+            self._tell(rows, nbytes)
 
     def _tell(self, rows: int, nbytes: int) -> None:
+        self._told = True
         if self._on_progress is not None:
             self._on_progress({"pack_id": self._claim.pack_id, "rows": rows, "bytes": nbytes})

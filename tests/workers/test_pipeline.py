@@ -74,6 +74,16 @@ def test_progress_is_reported_while_findings_stream(setup):
         assert len(rows) > 2  # chunk size 7: several progress reports, not one at the end
 
 
+def test_a_pack_built_before_its_first_report_reports_no_progress(setup):
+    # Its task's success follows at once; a last progress event would cost a broker round trip for nothing.
+    settings, store, client, ids = setup
+    settings = dataclasses.replace(settings, progress_interval_seconds=3600.0)
+    seen = []
+    pack = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id).pack
+    result = pipeline.generate(pack.id, settings=settings, store=store, can_retry=True, on_progress=seen.append)
+    assert result.state == "ready" and result.rows > 0 and seen == []
+
+
 def test_a_corrupt_stored_report_fails_once_with_a_reason(setup):
     settings, store, client, ids = setup
     with _session(settings) as session:
