@@ -391,8 +391,11 @@ def create_request(
     now: dt.datetime,
     kind: str,
     audit_details: dict,
+    tenant_label: str,
 ) -> ReviewPack | None:
     """Insert the run, the pack, the request's audit row and the queued notification in one transaction.
+
+    ``tenant_label`` is how the notification names the tenant (the request has just read it).
 
     Returns None when a concurrent request inserted a live pack first (a partial unique index
     refused this one: the same fingerprint, or another active pack of the tenant); the caller
@@ -441,7 +444,7 @@ def create_request(
             user_id=actor_id,
             kind="review_pack.queued",
             title="Review pack queued",
-            body=f"Review pack #{pack.id} for {tenant_name(session, tenant_id)} is queued for generation.",
+            body=f"Review pack #{pack.id} for {tenant_label} is queued for generation.",
             data={"pack_id": pack.id, "operation_run_id": run.id, "tenant_id": tenant_id},
         )
         session.commit()
@@ -457,6 +460,15 @@ _AUDITS = AuditLog.__table__
 _AUDIT_DETAILS = _AUDITS.c.metadata.type
 
 
+# The pack a request with these inputs shares, if any (uq_reviewpacks_packs_active_fingerprint makes it at most one).
+_LIVE = select(_PACKS).where(
+    _PACKS.c.workspace_id == bindparam("workspace_id"),
+    _PACKS.c.tenant_id == bindparam("tenant_id"),
+    _PACKS.c.fingerprint == bindparam("fingerprint"),
+    _PACKS.c.status.in_(LIVE_STATUSES),
+)
+
+
 def _reuse_statement():
     """The live pack for a fingerprint, and the request's audit row written by the same statement.
 
@@ -464,16 +476,7 @@ def _reuse_statement():
     inside its retention (a ready pack past it is expired by the general path, which writes
     the request's audit itself). Its details are the caller's, picked by the pack's status.
     """
-    live = (
-        select(_PACKS)
-        .where(
-            _PACKS.c.workspace_id == bindparam("workspace_id"),
-            _PACKS.c.tenant_id == bindparam("tenant_id"),
-            _PACKS.c.fingerprint == bindparam("fingerprint"),
-            _PACKS.c.status.in_(LIVE_STATUSES),
-        )
-        .cte("live")
-    )
+    live = _LIVE.cte("live")
     handed_out = or_(live.c.status != PackStatus.READY, live.c.expires_at > _NOW)
     details = case(
         (live.c.status == PackStatus.READY, bindparam("ready_details", type_=_AUDIT_DETAILS)),
@@ -493,6 +496,11 @@ def _reuse_statement():
 _REUSE = _reuse_statement()
 
 
+def past_retention(pack, now: dt.datetime) -> bool:
+    """A ready pack past retention but not yet pruned: it must not be handed out, nor block a new pack."""
+    return bool(pack.status == PackStatus.READY and (pack.expires_at is None or pack.expires_at <= now))
+
+
 def reuse_live(
     conn: Connection,
     *,
@@ -504,18 +512,23 @@ def reuse_live(
     ready_details: dict,
     active_details: dict,
 ) -> Row | None:
-    """The live pack with this fingerprint, its request audited in the same statement; one round trip.
+    """The live pack with this fingerprint, if any; when it may be handed out, the request is audited too.
 
-    PostgreSQL only (a data-modifying WITH); elsewhere None, and the caller takes the general
-    path, which reads the pack and writes the same audit row in two statements.
+    One round trip on PostgreSQL (a data-modifying WITH); elsewhere the read, then the insert.
+    A ready pack past retention comes back unaudited (:func:`past_retention`): the caller
+    expires it on the general path.
     """
-    if conn.dialect.name != "postgresql":
-        return None
-    params = {
-        "workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint, "actor_id": actor_id,
-        "now": now, "ready_details": ready_details, "active_details": active_details,
-    }
-    return conn.execute(_REUSE, params).one_or_none()
+    params = {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint}
+    if conn.dialect.name == "postgresql":
+        return conn.execute(
+            _REUSE,
+            {**params, "actor_id": actor_id, "now": now, "ready_details": ready_details, "active_details": active_details},
+        ).one_or_none()
+    live = conn.execute(_LIVE, params).one_or_none()
+    if live is not None and not past_retention(live, now):
+        details = ready_details if live.status == PackStatus.READY else active_details
+        conn.execute(insert(_AUDITS), [_audit_row(workspace_id, tenant_id, actor_id, REQUESTED, live.id, details)])
+    return live
 
 
 # -- retention: expiry, object deletion, hard deletes ----------------------------------------------

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Engine, bindparam, select
+from sqlalchemy import ColumnElement, Engine, Select, bindparam, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from domain import capabilities, fingerprint, layout
@@ -113,9 +114,36 @@ LIVE_PACK = select(ReviewPack).where(
 )
 
 
-def _past_retention(pack: Any, now: dt.datetime) -> bool:
-    """A ready pack past retention but not yet pruned: it must not be handed out, nor block a new pack."""
-    return bool(pack.status == PackStatus.READY and (pack.expires_at is None or pack.expires_at <= now))
+@functools.cache
+def _tenant_state_statement(review: bool) -> Select[Any]:
+    """What a new pack's insert needs to know, in one round trip: the tenant's active generation
+    for other inputs (it refuses the request), and the newest ready pack's fingerprint of this kind."""
+    busy = (
+        select(ReviewPack.id)
+        .where(
+            ReviewPack.tenant_id == bindparam("tenant_id"),
+            ReviewPack.status.in_(ACTIVE_PACK_STATUSES),
+            # An active pack with these very inputs is shared, not refused: it is found by the
+            # fingerprint lookup (or, when it was committed a moment ago, by the next round).
+            ReviewPack.fingerprint.is_distinct_from(bindparam("fingerprint")),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    previous = (
+        select(ReviewPack.fingerprint)
+        .where(
+            ReviewPack.workspace_id == bindparam("workspace_id"),
+            ReviewPack.tenant_id == bindparam("tenant_id"),
+            ReviewPack.status == PackStatus.READY,
+            ReviewPack.kind == bindparam("kind"),
+            *([ReviewPack.tenant_review_id == bindparam("review_id")] if review else []),
+        )
+        .order_by(ReviewPack.generated_at.desc(), ReviewPack.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return select(busy.label("busy"), previous.label("previous"))
 
 
 # What review_pack_status answers (seed 004 FR-008, without the seed's UI-only states).
@@ -138,6 +166,7 @@ class _Request:
     kind: layout.PackKind
     actor_id: int
     fingerprint: str
+    tenant_name: str
 
     def details(self, outcome: str) -> dict[str, Any]:
         recorded: dict[str, Any] = {"outcome": outcome, "fingerprint": self.fingerprint}
@@ -379,6 +408,7 @@ class ReviewPackClient:
                 kind=layout.PackKind.TENANT,
                 actor_id=actor_id,
                 fingerprint=fingerprint.compute(scoped.inputs),
+                tenant_name=scoped.inputs.tenant_name,
             )
             now = utcnow()
             live = packs.reuse_live(
@@ -391,13 +421,14 @@ class ReviewPackClient:
                 ready_details=request.details(RequestOutcome.REUSED_READY),
                 active_details=request.details(RequestOutcome.REUSED_ACTIVE),
             )
-        if live is not None and not _past_retention(live, now):
+        if live is not None and not packs.past_retention(live, now):
             return self._reused(live)
         stored_options: dict[str, Any] = options.as_dict()
         if since is not None:
             stored_options["operations_since"] = since.isoformat()
         with self._session() as session:
-            return self._request(session, request, options=stored_options)
+            # A live pack was just looked for; unless one needs expiring, the first round can go straight to the insert.
+            return self._request(session, request, options=stored_options, look=live is not None)
 
     def request_review_pack(self, review_id: int, actor_id: int, include_pii: bool | None = None) -> RequestResult:
         _check_id("review_id", review_id)
@@ -435,40 +466,47 @@ class ReviewPackClient:
                 kind=layout.PackKind.REVIEW,
                 actor_id=actor_id,
                 fingerprint=fingerprint.compute(inputs),
+                tenant_name=inputs.tenant_name,
             )
             return self._request(session, request, options=options.as_dict())
 
-    def _request(self, session: Session, request: _Request, *, options: dict[str, Any]) -> RequestResult:
+    def _request(self, session: Session, request: _Request, *, options: dict[str, Any], look: bool = True) -> RequestResult:
+        """Share the live pack for these inputs, or refuse the request, or queue a new pack.
+
+        ``look=False``: the caller has just found no live pack, so the first round goes straight
+        to the insert. A pack that appeared since is still found: the unique index refuses the
+        insert, and the next round looks.
+        """
         fp = request.fingerprint
         # Two rounds at most: when a concurrent request wins the insert, the second round finds its pack.
         for _ in range(3):
-            live = session.execute(
-                LIVE_PACK, {"workspace_id": request.workspace_id, "tenant_id": request.tenant_id, "fingerprint": fp}
-            ).scalar_one_or_none()
             now = utcnow()
-            if live is not None and _past_retention(live, now):
-                # It expires here exactly as prune would expire it (audit row, object deleted).
-                self._expire(session, [live.id], now=now, by="retention")
-                live = None
-            if live is not None:
-                outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
-                request.audit(session, live.id, outcome)
-                session.commit()
-                return self._reused(live, session)
-            self._refuse_if_tenant_busy(session, request)
-
-            previous = session.execute(
-                select(ReviewPack.fingerprint)
-                .where(
-                    ReviewPack.workspace_id == request.workspace_id,
-                    ReviewPack.tenant_id == request.tenant_id,
-                    ReviewPack.status == PackStatus.READY,
-                    ReviewPack.kind == request.kind.value,
-                    *([] if request.review_id is None else [ReviewPack.tenant_review_id == request.review_id]),
-                )
-                .order_by(ReviewPack.generated_at.desc(), ReviewPack.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
+            if look:
+                live = session.execute(
+                    LIVE_PACK, {"workspace_id": request.workspace_id, "tenant_id": request.tenant_id, "fingerprint": fp}
+                ).scalar_one_or_none()
+                if live is not None and packs.past_retention(live, now):
+                    # It expires here exactly as prune would expire it (audit row, object deleted).
+                    self._expire(session, [live.id], now=now, by="retention")
+                    live = None
+                if live is not None:
+                    outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
+                    request.audit(session, live.id, outcome)
+                    session.commit()
+                    return self._reused(live, session)
+            look = True
+            busy, previous = session.execute(
+                _tenant_state_statement(request.review_id is not None),
+                {
+                    "workspace_id": request.workspace_id,
+                    "tenant_id": request.tenant_id,
+                    "fingerprint": fp,
+                    "kind": request.kind.value,
+                    "review_id": request.review_id,
+                },
+            ).one()
+            if busy is not None:
+                self._refuse(session, request, busy)
             pack = packs.create_request(
                 session,
                 workspace_id=request.workspace_id,
@@ -481,6 +519,7 @@ class ReviewPackClient:
                 now=now,
                 kind=request.kind.value,
                 audit_details=request.details("queued"),
+                tenant_label=request.tenant_name,
             )
             if pack is None:
                 continue
@@ -519,25 +558,12 @@ class ReviewPackClient:
     def _freshness_basis(self) -> fingerprint.FreshnessBasis:
         return fingerprint.FreshnessBasis(utcnow().date().isoformat(), self.settings.stale_after_days)
 
-    def _refuse_if_tenant_busy(self, session: Session, request: _Request) -> None:
+    def _refuse(self, session: Session, request: _Request, active: int) -> NoReturn:
         """One generation at a time per tenant (seed T012 checkActiveRun): other inputs are refused.
 
         The refusal is audited and nothing else is written. The partial unique index
         uq_reviewpacks_packs_one_active_per_tenant makes the same decision for two requests that race.
         """
-        active = session.execute(
-            select(ReviewPack.id)
-            .where(
-                ReviewPack.tenant_id == request.tenant_id,
-                ReviewPack.status.in_(ACTIVE_PACK_STATUSES),
-                # An active pack with these very inputs is shared, not refused: it is found by the
-                # fingerprint lookup (or, when it was committed a moment ago, by the next round).
-                ReviewPack.fingerprint.is_distinct_from(request.fingerprint),
-            )
-            .limit(1)
-        ).scalar_one_or_none()
-        if active is None:
-            return
         request.audit(session, active, "refused_conflict")
         session.commit()
         raise Conflict(

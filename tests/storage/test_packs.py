@@ -145,7 +145,7 @@ def test_a_second_request_insert_with_a_live_fingerprint_returns_none(pg_session
     again = packs.create_request(
         pg_session, workspace_id=queued.workspace_id, tenant_id=queued.tenant_id, review_id=None,
         actor_id=queued.initiated_by_user_id, fingerprint=queued.fingerprint, previous_fingerprint=None,
-        options={}, now=NOW, kind="tenant", audit_details={"outcome": "queued"},
+        options={}, now=NOW, kind="tenant", audit_details={"outcome": "queued"}, tenant_label="t",
     )
     assert again is None
 

@@ -12,6 +12,7 @@ from sqlalchemy import event, func, select, update
 from domain.states import PackStatus
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
+from storage import db
 from storage.demo_data import seed_demo
 from storage.models import AuditLog, OperationRun, ReviewPack
 from workers.client import Conflict, DispatchFailed, InvalidRequest, NotFound, RequestOutcome, ReviewPackClient
@@ -43,6 +44,21 @@ def env(pg_url, tmp_path):
     with runtime.session_factory(pg_url)() as session:
         ids = seed_demo(session, findings=20)
     return client, recorder, ids
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_db(request, pg_url, tmp_path):
+    """The client on PostgreSQL (one statement finds and audits a live pack) and on SQLite (two)."""
+    url = pg_url
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'packs.db'}"
+        db.upgrade(url)
+    settings = Settings.from_env({"REVIEWPACKS_DATABASE_URL": url, "REVIEWPACKS_HOME": str(tmp_path)})
+    recorder = Recorder(url)
+    with runtime.session_factory(url)() as session:
+        ids = seed_demo(session, findings=20)
+    with ReviewPackClient(settings, publish=recorder) as client:
+        yield client, recorder, ids, url
 
 
 def _now() -> dt.datetime:
@@ -115,25 +131,49 @@ def test_a_request_answered_by_a_live_pack_costs_two_statements_and_no_transacti
     assert [a["outcome"] for a in audits] == ["queued", "reused_active"]
 
 
+def _request_audits(url, tenant_id):
+    with runtime.session_factory(url)() as session:
+        audits = session.execute(
+            select(AuditLog.resource_id, AuditLog.action, AuditLog.details)
+            .where(AuditLog.tenant_id == tenant_id)
+            .order_by(AuditLog.id)
+        ).all()
+    return [(pack_id, action, details.get("outcome", details.get("by"))) for pack_id, action, details in audits]
+
+
+def test_a_request_shares_an_active_and_then_a_ready_pack_and_audits_each(any_db):
+    client, recorder, ids, url = any_db
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    active = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    with runtime.session_factory(url)() as session:
+        session.execute(
+            update(ReviewPack).where(ReviewPack.id == first.pack.id)
+            .values(status=PackStatus.READY, expires_at=_now() + dt.timedelta(days=1))
+        )
+        session.commit()
+    ready = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    assert [(r.outcome, r.pack.id) for r in (first, active, ready)] == [
+        ("queued", first.pack.id), ("reused_active", first.pack.id), ("reused_ready", first.pack.id)
+    ]
+    assert (active.pack.status, ready.pack.status) == ("queued", "ready") and recorder.published == [first.pack.id]
+    assert _request_audits(url, ids.tenant_id) == [
+        (first.pack.id, "review_pack.requested", outcome) for outcome in ("queued", "reused_active", "reused_ready")
+    ]
+
+
 @pytest.mark.parametrize("expires_in", [dt.timedelta(seconds=-1), None], ids=["past retention", "no deadline"])
-def test_a_ready_pack_that_may_not_be_handed_out_is_not_audited_as_reused(env, pg_url, expires_in):
-    client, recorder, ids = env
+def test_a_ready_pack_that_may_not_be_handed_out_is_not_audited_as_reused(any_db, expires_in):
+    client, recorder, ids, url = any_db
     first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
     expires_at = None if expires_in is None else _now() + expires_in
-    with runtime.session_factory(pg_url)() as session:
+    with runtime.session_factory(url)() as session:
         session.execute(
             update(ReviewPack).where(ReviewPack.id == first.pack.id).values(status=PackStatus.READY, expires_at=expires_at)
         )
         session.commit()
     again = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
     assert again.outcome == "queued" and again.pack.id != first.pack.id
-    with runtime.session_factory(pg_url)() as session:
-        audits = session.execute(
-            select(AuditLog.resource_id, AuditLog.action, AuditLog.details)
-            .where(AuditLog.tenant_id == ids.tenant_id)
-            .order_by(AuditLog.id)
-        ).all()
-    assert [(pack_id, action, details.get("outcome", details.get("by"))) for pack_id, action, details in audits] == [
+    assert _request_audits(url, ids.tenant_id) == [
         (first.pack.id, "review_pack.requested", "queued"),
         (first.pack.id, "review_pack.expired", "retention"),
         (again.pack.id, "review_pack.requested", "queued"),
