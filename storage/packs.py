@@ -52,6 +52,7 @@ class Claim:
     options: dict
     file_key: str
     kind: str = "tenant"
+    tenant_label: str = ""  # how notifications name the tenant
 
 
 class ClaimState(StrEnum):
@@ -103,6 +104,7 @@ def claim(
         options=dict(pack.options),
         file_key=pack.file_path,
         kind=pack.kind,
+        tenant_label=_tenant_label(pack.tenant_name, pack.tenant_id),
     )
 
 
@@ -115,8 +117,8 @@ _NOW = bindparam("now", type_=_RUNS.c.heartbeat_at.type)
 _CLAIM_READ = select(
     _PACKS.c.id, _PACKS.c.status, _PACKS.c.operation_run_id, _PACKS.c.workspace_id, _PACKS.c.tenant_id,
     _PACKS.c.tenant_review_id, _PACKS.c.initiated_by_user_id, _PACKS.c.fingerprint, _PACKS.c.options,
-    _PACKS.c.file_path, _PACKS.c.kind,
-).where(_PACKS.c.id == bindparam("pack_id"))
+    _PACKS.c.file_path, _PACKS.c.kind, Tenant.__table__.c.name.label("tenant_name"),
+).outerjoin(Tenant.__table__, Tenant.__table__.c.id == _PACKS.c.tenant_id).where(_PACKS.c.id == bindparam("pack_id"))
 _CLAIM_RUN = (
     update(_RUNS)
     .where(
@@ -208,7 +210,7 @@ def mark_ready(
             user_id=claim.initiator_id,
             kind="review_pack.ready",
             title="Review pack ready",
-            body=f"Review pack #{claim.pack_id} for {tenant_name(session, claim.tenant_id)} is ready to download.",
+            body=f"Review pack #{claim.pack_id} for {claim.tenant_label} is ready to download.",
             data={"pack_id": claim.pack_id, "operation_run_id": claim.run_id, "tenant_id": claim.tenant_id},
         )
     session.commit()
@@ -322,7 +324,10 @@ _TENANT_NAME = select(Tenant.__table__.c.name).where(Tenant.__table__.c.id == bi
 
 def tenant_name(session: Session, tenant_id: int) -> str:
     """How notifications name a tenant."""
-    name = session.connection().execute(_TENANT_NAME, {"tenant_id": tenant_id}).scalar_one_or_none()
+    return _tenant_label(session.connection().execute(_TENANT_NAME, {"tenant_id": tenant_id}).scalar_one_or_none(), tenant_id)
+
+
+def _tenant_label(name: str | None, tenant_id: int) -> str:
     return name if name is not None else f"tenant {tenant_id}"
 
 
