@@ -466,6 +466,7 @@ _AUDIT_DETAILS = _AUDITS.c.metadata.type
 
 
 # The pack a request with these inputs shares, if any (uq_reviewpacks_packs_active_fingerprint makes it at most one).
+# Built once, because every request runs it and building it anew costs Python time on each call.
 _LIVE = select(_PACKS).where(
     _PACKS.c.workspace_id == bindparam("workspace_id"),
     _PACKS.c.tenant_id == bindparam("tenant_id"),
@@ -501,6 +502,12 @@ def _reuse_statement():
 _REUSE = _reuse_statement()
 
 
+def live_pack(conn: Connection, *, workspace_id: int, tenant_id: int, fingerprint: str) -> Row | None:
+    """The live pack with this fingerprint, if any, as a row of its table."""
+    params = {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint}
+    return conn.execute(_LIVE, params).one_or_none()
+
+
 def past_retention(pack, now: dt.datetime) -> bool:
     """A ready pack past retention but not yet pruned: it must not be handed out, nor block a new pack."""
     return bool(pack.status == PackStatus.READY and (pack.expires_at is None or pack.expires_at <= now))
@@ -523,13 +530,11 @@ def reuse_live(
     A ready pack past retention comes back unaudited (:func:`past_retention`): the caller
     expires it on the general path.
     """
-    params = {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint}
     if conn.dialect.name == "postgresql":
-        return conn.execute(
-            _REUSE,
-            {**params, "actor_id": actor_id, "now": now, "ready_details": ready_details, "active_details": active_details},
-        ).one_or_none()
-    live = conn.execute(_LIVE, params).one_or_none()
+        params = {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint, "actor_id": actor_id,
+                  "now": now, "ready_details": ready_details, "active_details": active_details}
+        return conn.execute(_REUSE, params).one_or_none()
+    live = live_pack(conn, workspace_id=workspace_id, tenant_id=tenant_id, fingerprint=fingerprint)
     if live is not None and not past_retention(live, now):
         details = ready_details if live.status == PackStatus.READY else active_details
         conn.execute(insert(_AUDITS), [_audit_row(workspace_id, tenant_id, actor_id, REQUESTED, live.id, details)])

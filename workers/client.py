@@ -104,16 +104,6 @@ class PackView:
         return self.status in TERMINAL_PACK_STATUSES
 
 
-# The pack a request with these inputs shares, if any (uq_reviewpacks_packs_active_fingerprint makes it
-# at most one). Built once, because every request runs it and building it anew costs Python time on each call.
-LIVE_PACK = select(ReviewPack).where(
-    ReviewPack.workspace_id == bindparam("workspace_id"),
-    ReviewPack.tenant_id == bindparam("tenant_id"),
-    ReviewPack.fingerprint == bindparam("fingerprint"),
-    ReviewPack.status.in_(packs.LIVE_STATUSES),
-)
-
-
 @functools.cache
 def _tenant_state_statement(review: bool) -> Select[Any]:
     """What a new pack's insert needs to know, in one round trip: the tenant's active generation
@@ -233,6 +223,10 @@ def _audit(session: Session, pack: ReviewPack, actor_id: int, action: str, detai
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _reuse_outcome(live: Any) -> RequestOutcome:
+    return RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
 
 
 def _view_of(pack: Any, reason: str | None = None) -> PackView:
@@ -482,16 +476,15 @@ class ReviewPackClient:
         for _ in range(3):
             now = utcnow()
             if look:
-                live = session.execute(
-                    LIVE_PACK, {"workspace_id": request.workspace_id, "tenant_id": request.tenant_id, "fingerprint": fp}
-                ).scalar_one_or_none()
+                live = packs.live_pack(
+                    session.connection(), workspace_id=request.workspace_id, tenant_id=request.tenant_id, fingerprint=fp
+                )
                 if live is not None and packs.past_retention(live, now):
                     # It expires here exactly as prune would expire it (audit row, object deleted).
                     self._expire(session, [live.id], now=now, by="retention")
                     live = None
                 if live is not None:
-                    outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
-                    request.audit(session, live.id, outcome)
+                    request.audit(session, live.id, _reuse_outcome(live))
                     session.commit()
                     return self._reused(live, session)
             look = True
@@ -530,7 +523,6 @@ class ReviewPackClient:
 
     def _reused(self, live: Any, session: Session | None = None) -> RequestResult:
         """The answer of a request that shares ``live``, whose request is already audited."""
-        outcome = RequestOutcome.REUSED_READY if live.status == PackStatus.READY else RequestOutcome.REUSED_ACTIVE
         view = _view_of(live)
         if live.status == PackStatus.QUEUED and live.dispatch_pending_since is not None:
             # The pack this request joins still awaits the broker: the request dispatches it, or says it could not.
@@ -539,7 +531,7 @@ class ReviewPackClient:
                     self._dispatch(own, view, pending=True)
             else:
                 self._dispatch(session, view, pending=True)
-        return RequestResult(outcome, view)
+        return RequestResult(_reuse_outcome(live), view)
 
     def _dispatch(self, session: Session, view: PackView, *, pending: bool = False) -> None:
         """Publish the pack's task after its row committed; when the broker does not take it, mark it and raise."""
