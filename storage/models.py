@@ -68,6 +68,7 @@ class UTCDateTime(TypeDecorator):
 
 
 def utcnow() -> dt.datetime:
+    """Now, in UTC: the one clock rows are stamped with."""
     return dt.datetime.now(dt.timezone.utc)
 
 

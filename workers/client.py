@@ -33,7 +33,7 @@ from reviewpacks.settings import Settings
 from storage import packs, queries
 from storage.artifacts import ArtifactStore, artifact_store_from_settings
 from storage.db import create_engine_for
-from storage.models import OperationRun, ReviewPack, Tenant, TenantReview, WorkspaceMembership
+from storage.models import OperationRun, ReviewPack, Tenant, TenantReview, WorkspaceMembership, utcnow
 from workers.dispatch import broker_label
 from workers.logs import event
 
@@ -219,10 +219,6 @@ def _audit(session: Session, pack: ReviewPack, actor_id: int, action: str, detai
         pack_id=pack.id,
         details=details,
     )
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _reuse_outcome(live: Any) -> RequestOutcome:

@@ -9,7 +9,6 @@ into the pack is the business of the builders in workers/builders.py.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from reviewpacks.runtime import session_factory
 from reviewpacks.settings import Settings
 from storage import packs, scratch
 from storage.artifacts import ArtifactStore, ArtifactStoreError
+from storage.models import utcnow
 from workers import builders, failures, progress
 
 log = logs.get_logger("reviewpacks.pipeline")
@@ -47,10 +47,6 @@ class Result:
     size: int = 0
     build_seconds: float = 0.0
     upload_seconds: float = 0.0
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def generate(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -10,16 +9,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reviewpacks.settings import Settings
 from storage import packs
+from storage.models import utcnow
 
 Progress = Callable[[dict], None]
 
 
 class LostClaim(Exception):
     """Another attempt took the run over (this worker's heartbeat went stale)."""
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class Reporter:
