@@ -348,6 +348,9 @@ def add_audit(
     _insert_audits(session, [_audit_row(workspace_id, tenant_id, actor_id, action, pack_id, details)])
 
 
+AUDIT_RESOURCE = "review_pack"  # the resource type of every audit row this project writes
+
+
 def _audit_row(
     workspace_id: int, tenant_id: int | None, actor_id: int | None, action: str, pack_id: int | None, details: dict
 ) -> dict:
@@ -357,7 +360,7 @@ def _audit_row(
         "tenant_id": tenant_id,
         "actor_user_id": actor_id,
         "action": action,
-        "resource_type": "review_pack",
+        "resource_type": AUDIT_RESOURCE,
         "resource_id": pack_id,
         "metadata": details,
     }
@@ -492,7 +495,7 @@ def _reuse_statement():
         ["workspace_id", "tenant_id", "actor_user_id", "action", "resource_type", "resource_id", "metadata", "created_at"],
         select(
             live.c.workspace_id, live.c.tenant_id, bindparam("actor_id", type_=_AUDITS.c.actor_user_id.type),
-            literal(REQUESTED, _AUDITS.c.action.type), literal("review_pack", _AUDITS.c.resource_type.type),
+            literal(REQUESTED, _AUDITS.c.action.type), literal(AUDIT_RESOURCE, _AUDITS.c.resource_type.type),
             live.c.id, details, _NOW,
         ).where(handed_out),
     )
