@@ -1,13 +1,15 @@
 """Shared fixtures: a real PostgreSQL migrated by Alembic, real Redis, S3 over HTTP, real workers.
 
 PostgreSQL: one database per test session, created fresh and migrated once with
-Alembic (never create_all). Tests that only need the schema get a connection in
+Alembic (never create_all); a module whose beat sweeps every queued pack it finds
+gets one of its own (tests/e2e/test_recovery.py). Tests that only need the schema get a connection in
 a transaction that is rolled back; flows that involve a worker process commit
 and use their own workspaces, so they never see each other's rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -46,17 +48,26 @@ def _recreate_database(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
+@contextlib.contextmanager
+def migrated_database(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database migrated to head by Alembic, dropped afterwards."""
+    url = _recreate_database(name)
+    db.upgrade(url)
+    try:
+        yield url
+    finally:
+        runtime.dispose_engines(close=True)
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this session, migrated to head by Alembic."""
-    url = _recreate_database(f"reviewpacks_test_{os.getpid()}")
-    db.upgrade(url)
-    yield url
-    runtime.dispose_engines(close=True)
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
+    with migrated_database(f"reviewpacks_test_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture

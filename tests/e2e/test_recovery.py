@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
 
 from storage.demo_data import add_findings
 from storage.models import OperationRun
-from tests.conftest import Beat, Stack, Worker
+from tests.conftest import Beat, Stack, Worker, migrated_database
 from tests.support.packs import object_bytes, open_zip, pack_key, seed, sha256, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -22,6 +23,15 @@ FAST_RECOVERY = {
     "REVIEWPACKS_QUEUED_REPUBLISH_SECONDS": "2",
     "REVIEWPACKS_FINDINGS_CHUNK_SIZE": "2000",
 }
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A database of this module's own. Its beat re-publishes every queued pack it finds: in the
+    session's database that would include packs earlier modules left queued, whose objects would
+    then land in this module's bucket beside the one pack each test accounts for."""
+    with migrated_database(f"reviewpacks_test_recovery_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture
