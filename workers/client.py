@@ -688,7 +688,7 @@ class ReviewPackClient:
                 .order_by(ReviewPack.created_at.desc(), ReviewPack.id.desc())
             ).all()
         now = utcnow()
-        if any(status == PackStatus.READY and expires_at and expires_at > now for status, expires_at in review_packs):
+        if any(p.status == PackStatus.READY and not packs.past_retention(p, now) for p in review_packs):
             return REVIEW_PACK_AVAILABLE
         if any(status in ACTIVE_PACK_STATUSES for status, _ in review_packs):
             return REVIEW_PACK_GENERATING

@@ -220,6 +220,9 @@ def test_review_packs_keep_their_kind_status_and_audit_outcomes(env):
         client.download_url(first.pack.id, ids.viewer_id)
     assert client.review_pack_status(ids.review_id, ids.viewer_id) == "unavailable"
     _set(settings, TenantReview, ids.review_id, status="published")
+    # Ready but past its deadline, before prune has run: no longer available.
+    _set(settings, ReviewPack, first.pack.id, expires_at=pipeline.utcnow() - dt.timedelta(seconds=1))
+    assert client.review_pack_status(ids.review_id, ids.viewer_id) == "expired"
     client.expire_pack(first.pack.id, ids.manager_id)
     assert client.review_pack_status(ids.review_id, ids.viewer_id) == "expired"
 
