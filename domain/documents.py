@@ -79,6 +79,12 @@ def copied_evidence(text: str | None, *, include_pii: bool) -> str:
     return _scrubbed(evidence, include_pii)
 
 
+def copied_evidence_cell(text: str, *, include_pii: bool) -> str:
+    """The evidence cell of :func:`copied_finding_row` on its own, for a row whose other cells
+    the COPY path has found need nothing."""
+    return csvsafe.neutralise(copied_evidence(text, include_pii=include_pii))
+
+
 def _scrubbed(evidence: str, include_pii: bool) -> str:
     return jsonb_text(redaction.scrub(json.loads(evidence), include_pii=include_pii))
 

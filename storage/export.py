@@ -139,34 +139,68 @@ def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> by
 
 
 _EVIDENCE = layout.FINDINGS_COLUMNS.index("evidence")
-# A row ends with its three timestamps as the query writes them (YYYY-MM-DDTHH:MM:SSZ); the
-# evidence cell is the one before them.
-_TAIL = len(",YYYY-MM-DDTHH:MM:SSZ") * 3 + 1
 _CLEAN_TEXT = 1024  # evidence remembered as clean, at most this long ...
 _CLEAN_KEPT = 65_536  # ... and at most this many per export
 
+# The evidence is followed only by the timestamps, which hold no comma (NULL, or the query's format).
+_AFTER_EVIDENCE = len(layout.FINDINGS_COLUMNS) - 1 - _EVIDENCE
+assert layout.FINDINGS_COLUMNS[_EVIDENCE + 1 :] == layout.FINDINGS_TIMESTAMP_COLUMNS
 
-def _evidence_cell(block: bytes, start: int, end: int) -> bytes | None:
-    """The evidence cell of the row at block[start:end] as COPY quoted it, when the row has the
-    usual shape; else None. Only the cell is copied out of the block."""
-    cell_end = end - _TAIL
-    if (
-        cell_end <= start
-        or block[cell_end] != 0x2C
-        or block[cell_end + 21] != 0x2C
-        or block[cell_end + 42] != 0x2C
-        or block[end - 1] != 0x0A
-    ):
-        return None
-    # Inside a quoted cell every quote is doubled, so ,"{ starts a quoted cell that begins with {:
-    # the last one before the timestamps is the evidence object's.
-    comma = block.rfind(b',"{', start, cell_end)
-    if comma < 0:
-        return None
-    cell = block[comma + 1 : cell_end]
-    if cell[-1] != 0x22 or b'"' in cell[1:-1].replace(b'""', b""):
-        return None
-    return cell
+
+def _evidence_span(row: bytes) -> tuple[int, int]:
+    """Where the evidence cell of one row (without its line end) starts and ends, when it is a
+    quoted object; otherwise a span of bytes that no remembered evidence equals.
+
+    The last ,"{ before the timestamps opens the evidence cell when that is a quoted object: it
+    only ever opens a cell, since inside a quoted cell every quote is doubled. Otherwise the bytes
+    from there span a cell's closing quote, and every remembered cell holds only doubled quotes.
+    """
+    end = len(row.rsplit(b",", _AFTER_EVIDENCE)[0])
+    return row.rfind(b',"{', 0, end) + 1, end
+
+
+def _evidence_key(row: bytes) -> bytes:
+    start, end = _evidence_span(row)
+    return row[start:end]
+
+
+def _quoted_object(cell: bytes) -> bool:
+    return len(cell) >= 4 and cell.endswith(b'}"') and b'"' not in cell[1:-1].replace(b'""', b"")
+
+
+def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
+    """Without personal data: a row through the row function, or only its evidence cell when
+    nothing before the evidence matched a look (the timestamps after it are the query's).
+
+    ``looked`` is where the leftmost match of either look in the row starts, if any: no match of
+    a look crosses from one cell into the next quoted object, so one that starts in the evidence
+    or after it leaves the cells before it alone.
+    """
+    body = row[:-1]
+    start, end = _evidence_span(body)
+    cell = body[start:end]
+    if start == 0 or not _quoted_object(cell) or (looked is not None and looked < start):
+        return _fixed(row, False, clean)
+    evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
+    fixed = documents.copied_evidence_cell(evidence, include_pii=False)
+    if fixed == evidence:
+        if len(evidence) <= _CLEAN_TEXT and len(clean) < _CLEAN_KEPT:
+            clean.add(cell)
+        return row
+    return b"".join((body[:start], _copy_cell(fixed).encode("utf-8"), body[end:], b"\n"))
+
+
+def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> list[int]:
+    """The rows whose evidence the policy has not been seen to leave as it is (``clean``)."""
+    lines = block.split(b"\n")
+    if len(lines) == len(ends) + 1:
+        # Every row is one line: the same as _evidence_key, in one comprehension.
+        heads = [line.rsplit(b",", _AFTER_EVIDENCE)[0] for line in lines[:-1]]
+        cells = [head[head.rfind(b',"{') + 1 :] for head in heads]
+    else:
+        cells = [_evidence_key(block[start : end - 1]) for start, end in zip([0, *ends], ends)]
+    unknown = set(cells).difference(clean)
+    return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
 
 
 def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool, clean: set[bytes]) -> bytes:
@@ -179,23 +213,29 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     """
     rows = set(long_rows)
     look = _FIRST_LOOK if include_pii else _EITHER_LOOK
+    looked: dict[int, int] = {}  # row -> where the leftmost match in it starts
     position = 0
     while (match := look.search(block, position)) is not None:
         row = bisect.bisect_right(ends, match.start())
         rows.add(row)
+        looked[row] = match.start()
         position = ends[row]
     if not include_pii:
-        start = 0
-        for row, end in enumerate(ends):
-            if row not in rows and _evidence_cell(block, start, end) not in clean:
-                rows.add(row)
-            start = end
+        rows.update(_unknown_evidence(block, ends, clean))
     if not rows:
         return block
     out, done = [], 0
     for row in sorted(rows):
         start = ends[row - 1] if row else 0
-        out += [block[done:start], _fixed(block[start : ends[row]], include_pii, None if include_pii else clean)]
+        line = block[start : ends[row]]
+        if include_pii:
+            fixed = _fixed(line, True)
+        elif len(line) > _LONG_ROW:
+            fixed = _fixed(line, False, clean)
+        else:
+            at = looked.get(row)
+            fixed = _fixed_evidence(line, clean, None if at is None else at - start)
+        out += [block[done:start], fixed]
         done = ends[row]
     out.append(block[done:])
     return b"".join(out)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from domain import redaction
+from domain import documents, redaction
 from domain.csvsafe import TRUNCATED
 from reviewpacks import runtime
 from reviewpacks.settings import Settings
@@ -306,7 +306,7 @@ def test_a_settled_block_equals_every_row_through_the_row_function(rows, include
 
 
 def test_without_personal_data_known_clean_evidence_skips_the_row_function(monkeypatch):
-    """After the first rows, rows whose evidence the policy left as it is are not parsed again."""
+    """After the first rows, rows whose evidence the policy left as it is are not looked at again."""
     from storage import export
 
     common = {"role": "Global Administrator", "last_sign_in_days": 3}
@@ -318,15 +318,37 @@ def test_without_personal_data_known_clean_evidence_skips_the_row_function(monke
         for i in range(1, 11)
     ]
     block, ends = b"".join(lines), [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
-    real, calls = export._fixed, []
-    monkeypatch.setattr(export, "_fixed", lambda row, *a: calls.append(row) or real(row, *a))
+    real, calls = documents.copied_evidence, []
+    monkeypatch.setattr(documents, "copied_evidence", lambda text, **kw: calls.append(text) or real(text, **kw))
     clean: set[bytes] = set()
     first = export._settle(block, ends, [], False, clean)
     assert len(calls) == 10
     calls.clear()
     assert export._settle(block, ends, [], False, clean) == first
-    assert calls == [lines[6]]  # only the row whose evidence names a person
+    assert calls == [json.dumps(personal, separators=(", ", ": "))]  # only the row whose evidence names a person
     assert b"Mia Manager" not in first
+
+
+@pytest.mark.parametrize(
+    ("title", "whole_row"),
+    [("Top risks", False), ("Ask mia@contoso.com", True), ("=HYPERLINK(1)", True), ("token=abc", True)],
+)
+def test_without_personal_data_a_row_whose_other_cells_need_nothing_changes_only_its_evidence(
+    monkeypatch, title, whole_row
+):
+    """The row function parses a row only when something before its evidence matches a look."""
+    from storage import export
+
+    evidence = json.dumps({"manager": {"displayName": "Mia Manager"}, "role": "Owner"}, separators=(", ", ": "))
+    line = export.copy_line(["1", "stale_account", "high", "new", "user", None, redaction.PII_PLACEHOLDER, title,
+                             evidence, "2026-11-20T10:00:00Z", None, "2026-11-20T10:00:00Z"])
+    expected = export._fixed(line, False)
+    real, parsed = export.parse_copy_row, []
+    monkeypatch.setattr(export, "parse_copy_row", lambda text: parsed.append(text) or real(text))
+    settled = export._settle(line, [len(line)], [], False, set())
+    assert settled == expected
+    assert b"Mia Manager" not in settled
+    assert bool(parsed) == whole_row
 
 
 # -- the placeholder tally of the COPY path: RE2's matches over blocks, seams included, count
