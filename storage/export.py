@@ -216,10 +216,13 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     looked: dict[int, int] = {}  # row -> where the leftmost match in it starts
     position = 0
     while (match := look.search(block, position)) is not None:
-        row = bisect.bisect_right(ends, match.start())
+        # A match that starts with a row's line end is about the first cell of the next row; the
+        # next search starts at this row's line end, so that the next row's first cell is seen
+        # as a line's start.
+        row = bisect.bisect_right(ends, match.start() + 1)
         rows.add(row)
         looked[row] = match.start()
-        position = ends[row]
+        position = ends[row] - 1
     if not include_pii:
         rows.update(_unknown_evidence(block, ends, clean))
     if not rows:

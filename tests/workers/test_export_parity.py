@@ -305,6 +305,23 @@ def test_a_settled_block_equals_every_row_through_the_row_function(rows, include
     assert export._settle(block, ends, [], include_pii, clean) == expected
 
 
+@pytest.mark.parametrize("include_pii", [True, False])
+def test_a_formula_at_the_start_of_the_row_after_a_matched_row_is_neutralised(include_pii):
+    """The look matches a formula prefix after a line end; the row before it must not hide it."""
+    from storage import export
+
+    lines = [
+        export.copy_line([row_id, "stale_account", "high", "new", "user", None, redaction.PII_PLACEHOLDER, title,
+                          '{"a": 1}', "2026-11-20T10:00:00Z", None, None])
+        for row_id, title in (("1", "mail a@b.c"), ("-5", "x"), ("-6", "y"))
+    ]
+    block = b"".join(lines)
+    ends = [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
+    settled = export._settle(block, ends, [], include_pii, set())
+    assert settled == b"".join(export._fixed(line, include_pii) for line in lines)
+    assert b"\n'-5," in settled and b"\n'-6," in settled
+
+
 def test_without_personal_data_known_clean_evidence_skips_the_row_function(monkeypatch):
     """After the first rows, rows whose evidence the policy left as it is are not looked at again."""
     from storage import export
