@@ -988,3 +988,24 @@ def test_every_character_that_lower_cases_to_an_ascii_letter_is_spelled_out():
         if lowered[:1].isascii() and lowered[:1].isalpha():
             found.setdefault(lowered[0], set()).add(chr(code))
     assert found == {letter: set(chars) for letter, chars in _LOWERS_TO.items()}
+
+
+@pytest.mark.parametrize(
+    ("text", "matches"),
+    [
+        ("e3939895-2249-41dc-98cb-eef9e335eeaf", False),  # a digit run inside a UUID
+        ("ref x939895-2249", False),  # a letter before it: the phone rule does not match either
+        ("call 555-123-4567", True),
+        ("(555) 123-4567", True),
+        ("555.123.4567", True),
+        ('x,"555 123-4567"', True),
+    ],
+)
+def test_the_personal_look_reads_the_phone_shape_with_its_rule_s_look_behind(text, matches):
+    import re
+
+    from domain import redaction
+    from domain.documents import copy_personal_look_pattern
+
+    assert bool(re.search(copy_personal_look_pattern(), text.encode())) is matches
+    assert any(re.search(pattern, text) for pattern in redaction.PHONE_PATTERNS) is matches
