@@ -378,9 +378,9 @@ def _scrub(value: object, pii: bool, prose: bool, key: str, masked: bool, depth:
         seen: dict[str, int] = {}
         for raw_key, item in value.items():
             text = str(raw_key)
-            name = redact_text(cut(text), include_pii=pii) or ""
+            name, key, secret, person = _key_facts_cached(text, pii) if len(text) <= _SHORT else _key_facts(text, pii)
             n = seen[name] = seen.get(name, 0) + 1
-            out[name if n == 1 else f"{name} #{n}"] = _entry(text, item, pii, prose, masked, depth)
+            out[name if n == 1 else f"{name} #{n}"] = _entry(key, secret, person, item, pii, prose, masked, depth)
         return out
     if isinstance(value, list):
         return [_scrub(item, pii, prose, key, masked, depth + 1) for item in value]
@@ -399,17 +399,17 @@ def _scrub(value: object, pii: bool, prose: bool, key: str, masked: bool, depth:
     return PII_PLACEHOLDER if masked and not pii else value
 
 
-def _key_kinds(key: str) -> tuple[bool, bool]:
-    """Whether a normal key names a secret, and whether it names a person."""
-    return _secret_key(key), _person_key(key)
+def _key_facts(text: str, pii: bool) -> tuple[str, str, bool, bool]:
+    """A key as the output names it, its normal form, and whether it names a secret or a person."""
+    key = normal_key(text)
+    return redact_text(cut(text), include_pii=pii) or "", key, _secret_key(key), _person_key(key)
 
 
-_key_kinds_cached = functools.lru_cache(maxsize=_REMEMBERED)(_key_kinds)
+# Documents repeat their keys: each is classified once (a bounded number remembered).
+_key_facts_cached = functools.lru_cache(maxsize=_REMEMBERED)(_key_facts)
 
 
-def _entry(raw_key: str, item: object, pii: bool, prose: bool, masked: bool, depth: int) -> object:
-    key = normal_key(raw_key)
-    secret, person = _key_kinds_cached(key) if len(key) <= _SHORT else _key_kinds(key)
+def _entry(key: str, secret: bool, person: bool, item: object, pii: bool, prose: bool, masked: bool, depth: int) -> object:
     if item is not None and not isinstance(item, bool):
         if secret:
             return SECRET_PLACEHOLDER
