@@ -206,14 +206,13 @@ def build_tenant(src: Sources) -> Plan:
 
     def copy_findings(entry) -> None:
         entry.write(csv_line(layout.FINDINGS_COLUMNS, COPY_LINE_END))
-        lines = 0
+        rows = 0
         total = sum(by_status.values())
         for block in export.copy_findings(src.conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
-            entry.write(block)
-            replaced.feed(block)
-            # Quoted cells may hold line breaks, so this is progress, not the row count.
-            lines += block.count(b"\n")
-            src.progress(lines, entry.size)
+            entry.write(block.data)
+            replaced.feed(block.data)
+            rows += block.rows
+            src.progress(rows, entry.size)
         # The counts come from the same snapshot as the COPY, so they are the rows written.
         tally.rows = findings_counts["total"]
 
