@@ -26,9 +26,7 @@ always uses one path, so its packs stay byte-for-byte deterministic.
 from __future__ import annotations
 
 import bisect
-import queue
 import re
-import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -249,9 +247,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     return b"".join(out)
 
 
-_DONE = object()
 BLOCK_SIZE = 1 << 20  # 1 MiB: large enough for deflate to run at full speed
-QUEUE_BLOCKS = 8  # blocks in flight between the reader and the deflater: memory stays under ~10 MB
 
 
 class Block(NamedTuple):
@@ -317,66 +313,21 @@ def _finish_copy(raw: psycopg.Connection) -> None:
         raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
 
 
-def copy_findings(
-    conn: Connection, tenant_id: int, *, include_pii: bool, threaded: bool = True
-) -> Iterator[Block]:
+def copy_findings(conn: Connection, tenant_id: int, *, include_pii: bool) -> Iterator[Block]:
     """Yield findings.csv data rows as COPY sends them (no header), in blocks of about 1 MiB.
 
-    With ``threaded``, a reader thread pulls from the socket while the caller deflates, so
-    reading and compressing overlap on two cores; the bounded queue keeps memory flat. Small
-    exports skip the thread, whose start-up would cost more than the overlap saves.
+    The caller deflates each block before the next is read, in the same thread: PostgreSQL
+    keeps writing into the socket meanwhile, so the database and the worker already run on two
+    cores. A reader thread of its own was measured to gain nothing on two cores (reading,
+    checking and deflating take turns on one interpreter) and cost 9 MB of peak memory for
+    the blocks in flight (bench/results.md).
     """
     raw = conn.connection.dbapi_connection
     try:
-        if threaded:
-            yield from _in_thread(_blocks(raw, tenant_id, include_pii), name=f"copy-findings-{tenant_id}")
-        else:
-            yield from _blocks(raw, tenant_id, include_pii)
+        yield from _blocks(raw, tenant_id, include_pii)
     except psycopg.Error as error:
         if not isinstance(error, psycopg.OperationalError):
             raise
         # The connection is gone (terminated, network): the pool must not hand it out again.
         conn.invalidate(error)
         raise DatabaseUnavailable(f"the database connection broke during COPY: {type(error).__name__}") from error
-
-
-def _in_thread(source: Iterator[Block], *, name: str) -> Iterator[Block]:
-    chunks: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
-    failure: list[BaseException] = []
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for block in source:
-                while not stop.is_set():
-                    try:
-                        chunks.put(block, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
-            failure.append(exc)
-        finally:
-            chunks.put(_DONE)
-
-    reader = threading.Thread(target=read, name=name, daemon=True)
-    reader.start()
-    try:
-        while True:
-            block = chunks.get()
-            if block is _DONE:
-                break
-            yield block
-    finally:
-        stop.set()
-        # Drain so that a reader blocked on a full queue can finish.
-        while reader.is_alive():
-            try:
-                chunks.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        reader.join()
-    if failure:
-        raise failure[0]

@@ -207,8 +207,7 @@ def build_tenant(src: Sources) -> Plan:
     def copy_findings(entry) -> None:
         entry.write(csv_line(layout.FINDINGS_COLUMNS, COPY_LINE_END))
         rows = 0
-        total = sum(by_status.values())
-        for block in export.copy_findings(src.conn, tenant["id"], include_pii=pii, threaded=total > 20_000):
+        for block in export.copy_findings(src.conn, tenant["id"], include_pii=pii):
             entry.write(block.data)
             replaced.feed(block.data)
             rows += block.rows

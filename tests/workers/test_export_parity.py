@@ -195,7 +195,7 @@ def test_copy_rows_equal_portable_rows_for_any_value(pg_url, evidence, title, na
             "tenant_id": tenant_id, "finding_type": "stale_account", "severity": "high", "status": "new",
             "subject_type": "user", "subject_display_name": name, "title": title, "evidence": evidence,
         }])
-        copied = b"".join(block.data for block in export.copy_findings(conn, tenant_id, include_pii=include_pii, threaded=False))
+        copied = b"".join(block.data for block in export.copy_findings(conn, tenant_id, include_pii=include_pii))
         [portable] = [documents.finding_row(r, include_pii=include_pii)
                       for chunk in queries.stream_findings(conn, tenant_id, 10) for r in chunk]
         transaction.rollback()
