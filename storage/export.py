@@ -162,11 +162,6 @@ def _evidence_span(row: bytes) -> tuple[int, int]:
     return row.rfind(b',"{', 0, end) + 1, end
 
 
-def _evidence_key(row: bytes) -> bytes:
-    start, end = _evidence_span(row)
-    return row[start:end]
-
-
 def _quoted_object(cell: bytes) -> bool:
     return len(cell) >= 4 and cell.endswith(b'}"') and b'"' not in cell[1:-1].replace(b'""', b"")
 
@@ -196,12 +191,9 @@ def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
 def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> list[int]:
     """The rows whose evidence the policy has not been seen to leave as it is (``clean``)."""
     lines = block.split(b"\n")
-    if len(lines) == len(ends) + 1:
-        # Every row is one line: the same as _evidence_key, in one comprehension.
-        heads = [line.rsplit(b",", _AFTER_EVIDENCE)[0] for line in lines[:-1]]
-        cells = [head[head.rfind(b',"{') + 1 :] for head in heads]
-    else:
-        cells = [_evidence_key(block[start : end - 1]) for start, end in zip([0, *ends], ends)]
+    # Split at line ends when every row is one line (the common case, in C); else row by row.
+    rows = lines[:-1] if len(lines) == len(ends) + 1 else [block[s : e - 1] for s, e in zip([0, *ends], ends)]
+    cells = [row[start:end] for row, (start, end) in zip(rows, map(_evidence_span, rows))]
     unknown = set(cells).difference(clean)
     return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
 
