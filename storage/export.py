@@ -249,7 +249,7 @@ class Block(NamedTuple):
     rows: int
 
 
-def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[Block]:
+def _blocks(raw: psycopg.Connection, tenant_id: int, include_pii: bool) -> Iterator[Block]:
     clean: set[bytes] = set()
     with raw.cursor() as cursor:
         with cursor.copy(findings_copy_sql(), copy_params(tenant_id, include_pii)) as copy:
@@ -274,23 +274,27 @@ def _blocks(raw, tenant_id: int, include_pii: bool) -> Iterator[Block]:
 def _copied_rows(copy: psycopg.Copy, raw: psycopg.Connection) -> Iterator[memoryview]:
     """The rows COPY sends, one message each.
 
-    Rows that libpq already holds are taken from it directly: psycopg's wait loop around each
-    row costs more than the row itself. Whenever none is buffered, psycopg waits on the socket.
+    Rows are taken from libpq directly: psycopg's wait loop around each row costs more than the
+    row itself. When libpq holds no whole row, it first reads what the socket already holds;
+    only when that is nothing either does psycopg wait on the socket.
     """
     pgconn = raw.pgconn
+    get, consume = pgconn.get_copy_data, pgconn.consume_input
     while True:
-        # Raises psycopg.OperationalError when the connection fails, as psycopg's own read does.
-        nbytes, data = pgconn.get_copy_data(1)
-        if nbytes > 0:
-            yield data
-        elif nbytes == 0:
-            data = copy.read()
-            if not data:
-                return  # psycopg read the end and the statement's result
-            yield data
-        else:
+        # Both raise psycopg.OperationalError when the connection fails, as psycopg's own read does.
+        nbytes, data = get(1)
+        if nbytes == 0:
+            consume()
+            nbytes, data = get(1)
+            if nbytes == 0:
+                data = copy.read()
+                if not data:
+                    return  # psycopg read the end and the statement's result
+                nbytes = len(data)
+        if nbytes < 0:
             _finish_copy(raw)
             return
+        yield data
 
 
 def _finish_copy(raw: psycopg.Connection) -> None:

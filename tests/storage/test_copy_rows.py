@@ -53,14 +53,19 @@ def test_a_broken_connection_mid_copy_raises_an_operational_error(conn, pg_url):
 
 
 class _Buffered:
-    """libpq's buffer as _copied_rows sees it: a queue of get_copy_data answers."""
+    """libpq's buffer as _copied_rows sees it: a queue of get_copy_data answers, some of which
+    arrive only when the socket is read (consume_input)."""
 
     def __init__(self, answers):
         self.answers = list(answers)
+        self.consumed = 0
 
     def get_copy_data(self, async_):
         assert async_ == 1  # never blocks: waiting is psycopg's
         return self.answers.pop(0)
+
+    def consume_input(self):
+        self.consumed += 1
 
 
 class _Copy:
@@ -72,9 +77,21 @@ class _Copy:
 
 
 def test_when_nothing_is_buffered_psycopg_waits_and_may_read_the_end_itself():
-    # Rows from the buffer, then an empty buffer: psycopg reads a row, then (on the next empty
-    # buffer) the end of the copy, which it finishes itself.
-    raw = type("Raw", (), {"pgconn": _Buffered([(1, b"a"), (0, b""), (1, b"c"), (0, b"")])})()
+    # Rows from the buffer, then an empty buffer and nothing on the socket either: psycopg
+    # waits and reads a row, then (on the next empty buffer) the end of the copy, which it
+    # finishes itself.
+    raw = type("Raw", (), {"pgconn": _Buffered([(1, b"a"), (0, b""), (0, b""), (1, b"c"), (0, b""), (0, b"")])})()
     copy = _Copy([b"b", b""])
     assert list(export._copied_rows(copy, raw)) == [b"a", b"b", b"c"]
     assert copy.reads == [] and raw.pgconn.answers == []
+    assert raw.pgconn.consumed == 2
+
+
+def test_rows_the_socket_already_holds_are_read_without_waiting():
+    # The buffer is empty, the socket is not: reading it gives the next row, and psycopg's wait
+    # is never entered.
+    raw = type("Raw", (), {"pgconn": _Buffered([(0, b""), (1, b"a"), (1, b"b"), (0, b""), (1, b"c"), (1, b"d")])})()
+    copy = _Copy([b""])
+    rows = export._copied_rows(copy, raw)
+    assert [next(rows) for _ in range(4)] == [b"a", b"b", b"c", b"d"]
+    assert copy.reads == [b""] and raw.pgconn.consumed == 2
