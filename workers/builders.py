@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from domain import documents, fingerprint, layout, redaction
 from domain.csvwrite import COPY_LINE_END, csv_line, spool_csv, write_csv
 from domain.executive_summary import render_review_summary, render_tenant_summary
 from domain.options import options_from_dict
-from domain.ziparchive import DeterministicZip, EntryDigest
+from domain.ziparchive import DEFLATE_PIECE, DeterministicZip, EntryDigest, StreamedEntry
 from reviewpacks import __version__
 from storage import export, queries, scratch
 from storage.packs import Claim
@@ -335,6 +338,70 @@ def ordered(plan: Plan) -> Iterator[Entry | None]:
     return iter([None if spec.path == layout.METADATA else plan.entries[spec.path] for spec in plan.files])
 
 
+class DeflateBehind(io.RawIOBase):
+    """A streamed entry that a thread of its own hashes, deflates and writes out.
+
+    The builder's thread reads and checks the next rows meanwhile: hashing, deflating and
+    writing release the interpreter, so on two cores they overlap with it. Writes are gathered
+    into pieces of :data:`DEFLATE_PIECE` and handed over in order, at most two in flight, so the
+    entry's bytes are those of writing it directly. An error of the thread is raised by the next
+    write or by close; close waits until every piece is written.
+    """
+
+    _IN_FLIGHT = 2
+
+    def __init__(self, stream: StreamedEntry):
+        super().__init__()
+        self.size = 0
+        self._pending = bytearray()
+        self._pieces: queue.Queue[bytes | None] = queue.Queue(self._IN_FLIGHT)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_pieces, args=(stream,), name="reviewpacks-deflate", daemon=True)
+        self._thread.start()
+
+    def _write_pieces(self, stream: StreamedEntry) -> None:
+        while (piece := self._pieces.get()) is not None:
+            if self._error is None:
+                try:
+                    stream.write(piece)
+                except BaseException as error:  # noqa: BLE001 - raised again on the builder's thread
+                    self._error = error
+            # After an error the pieces are taken and dropped, so that a put never waits forever.
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._error is not None:
+            raise self._error
+        if self.closed:
+            raise ValueError("write to a closed entry")
+        view = memoryview(data).cast("B")
+        self._pending += view
+        self.size += len(view)
+        if len(self._pending) >= DEFLATE_PIECE:
+            self._pieces.put(bytes(self._pending))
+            self._pending.clear()
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._pending and self._error is None:
+                self._pieces.put(bytes(self._pending))
+                self._pending.clear()
+        finally:
+            self._pieces.put(None)
+            self._thread.join()
+            super().close()
+        if self._error is not None:
+            raise self._error
+
+
 def write_archive(out: BinaryIO, plan: Plan) -> None:
     """Write every file of the plan into a deterministic ZIP, metadata.json from the others' digests."""
     entries = list(ordered(plan))
@@ -349,7 +416,8 @@ def write_archive(out: BinaryIO, plan: Plan) -> None:
                 archive.write_bytes(layout.METADATA, plan.metadata(known))
             elif entry.write is not None:
                 with archive.open_stream(entry.path) as stream:
-                    entry.write(stream)
+                    with DeflateBehind(stream) as behind:
+                        entry.write(behind)
                 known[entry.path] = stream.digest
             else:
                 archive.write_bytes(entry.path, entry.data)

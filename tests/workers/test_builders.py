@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 import zipfile
 
 import pytest
 
 from domain import layout
-from workers.builders import Entry, LayoutMismatch, Plan, write_archive
+from domain.ziparchive import DEFLATE_PIECE, DeterministicZip
+from workers.builders import DeflateBehind, Entry, LayoutMismatch, Plan, write_archive
 
 
 def _plan(entries: list[Entry], files=None) -> Plan:
@@ -71,3 +74,76 @@ def test_an_entry_has_data_or_a_writer_not_both():
         Entry("a", b"x", write=lambda out: None)
     with pytest.raises(ValueError):
         Entry("a")
+
+
+def _archive(write_entry) -> bytes:
+    out = io.BytesIO()
+    with DeterministicZip(out) as archive:
+        with archive.open_stream("findings.csv") as stream:
+            write_entry(stream)
+    return out.getvalue()
+
+
+def _data(size: int) -> bytes:
+    # Varied enough that deflate's output depends on where the pieces are cut.
+    return b"".join(b"%d,row %d,%s\n" % (i, i * 7919 % 10007, b"x" * (i % 97)) for i in range(size))[: size * 30]
+
+
+@pytest.mark.parametrize("write_size", [1, 4093, DEFLATE_PIECE - 1, DEFLATE_PIECE + 3, 3 * DEFLATE_PIECE])
+def test_an_entry_written_behind_is_the_entry_written_directly(write_size):
+    data = _data(120_000)
+    assert len(data) > 3 * DEFLATE_PIECE
+
+    def direct(stream):
+        stream.write(data)
+
+    threads = set()
+
+    def behind(stream):
+        original = stream.write
+        stream.write = lambda piece: threads.add(threading.get_ident()) or original(piece)
+        with DeflateBehind(stream) as out:
+            for start in range(0, len(data), write_size):
+                out.write(memoryview(data)[start : start + write_size])
+                assert out.tell() == min(start + write_size, len(data))
+
+    assert _archive(behind) == _archive(direct)
+    # The entry was hashed, deflated and written by the thread, not by the writer's own.
+    assert threads and threading.get_ident() not in threads
+
+
+def test_an_error_behind_is_raised_to_the_writer_and_the_thread_ends():
+    class Failing:
+        def __init__(self):
+            self.pieces = 0
+
+        def write(self, piece):
+            self.pieces += 1
+            raise OSError("no space left on device")
+
+    failing = Failing()
+    out = DeflateBehind(failing)
+    with pytest.raises(OSError, match="no space left"):
+        for _ in range(50):  # far more pieces than are ever in flight
+            out.write(b"x" * DEFLATE_PIECE)
+    with pytest.raises(OSError, match="no space left"):
+        out.close()
+    assert not out._thread.is_alive() and failing.pieces == 1
+
+
+def test_an_error_of_the_writer_waits_for_the_thread_and_is_the_one_raised():
+    written = []
+
+    class Slow:
+        def write(self, piece):
+            time.sleep(0.2)
+            written.append(len(piece))
+
+    with pytest.raises(RuntimeError, match="the database went away"):
+        with DeflateBehind(Slow()) as out:
+            out.write(b"y" * (2 * DEFLATE_PIECE + 5))
+            raise RuntimeError("the database went away")
+    # The error reaches the writer only once the thread is done with what it was handed: nothing
+    # writes into the archive after the build gives up on it.
+    assert not out._thread.is_alive()
+    assert written == [2 * DEFLATE_PIECE + 5]
