@@ -342,9 +342,10 @@ class DeflateBehind(io.RawIOBase):
     """A streamed entry that a thread of its own hashes, deflates and writes out.
 
     The builder's thread reads and checks the next rows meanwhile: hashing, deflating and
-    writing release the interpreter, so on two cores they overlap with it. Writes are gathered
-    into pieces of :data:`DEFLATE_PIECE` and handed over in order, at most two in flight, so the
-    entry's bytes are those of writing it directly. An error of the thread is raised by the next
+    writing release the interpreter, so on two cores they overlap with it. Small writes are
+    gathered into pieces of at least :data:`DEFLATE_PIECE` (a large ``bytes`` block is handed over
+    as it is) and go over in order, at most two in flight, so the entry's bytes are those of
+    writing it directly. An error of the thread is raised by the next
     write or by close; close waits until every piece is written.
     """
 
@@ -377,8 +378,11 @@ class DeflateBehind(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed entry")
         view = memoryview(data).cast("B")
-        self._pending += view
         self.size += len(view)
+        if not self._pending and isinstance(data, bytes) and len(data) >= DEFLATE_PIECE:
+            self._pieces.put(data)  # a large block that cannot change: handed over as it is
+            return len(view)
+        self._pending += view
         if len(self._pending) >= DEFLATE_PIECE:
             self._pieces.put(bytes(self._pending))
             self._pending.clear()

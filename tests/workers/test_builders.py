@@ -89,13 +89,16 @@ def _data(size: int) -> bytes:
     return b"".join(b"%d,row %d,%s\n" % (i, i * 7919 % 10007, b"x" * (i % 97)) for i in range(size))[: size * 30]
 
 
+@pytest.mark.parametrize("as_bytes", [False, True])
 @pytest.mark.parametrize("write_size", [1, 4093, DEFLATE_PIECE - 1, DEFLATE_PIECE + 3, 3 * DEFLATE_PIECE])
-def test_an_entry_written_behind_is_the_entry_written_directly(write_size):
+def test_an_entry_written_behind_is_the_entry_written_directly(write_size, as_bytes):
     data = _data(120_000)
     assert len(data) > 3 * DEFLATE_PIECE
 
     def direct(stream):
         stream.write(data)
+
+    # Large bytes blocks are handed over as they are, anything else is gathered first.
 
     threads = set()
 
@@ -104,7 +107,8 @@ def test_an_entry_written_behind_is_the_entry_written_directly(write_size):
         stream.write = lambda piece: threads.add(threading.get_ident()) or original(piece)
         with DeflateBehind(stream) as out:
             for start in range(0, len(data), write_size):
-                out.write(memoryview(data)[start : start + write_size])
+                piece = memoryview(data)[start : start + write_size]
+                out.write(bytes(piece) if as_bytes else piece)
                 assert out.tell() == min(start + write_size, len(data))
 
     assert _archive(behind) == _archive(direct)
