@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import time
 import zipfile
@@ -151,3 +152,20 @@ def test_an_error_of_the_writer_waits_for_the_thread_and_is_the_one_raised():
     # writes into the archive after the build gives up on it.
     assert not out._thread.is_alive()
     assert written == [2 * DEFLATE_PIECE + 5]
+
+
+def test_the_interpreter_changes_hands_quicker_only_while_entries_are_written_behind():
+    class Sink:
+        def write(self, piece):
+            pass
+
+    before = sys.getswitchinterval()
+    first = DeflateBehind(Sink())
+    assert sys.getswitchinterval() == DeflateBehind._SWITCH_INTERVAL < before
+    second = DeflateBehind(Sink())
+    first.close()
+    # Another entry is still written behind (a pool of threads may build two packs at once).
+    assert sys.getswitchinterval() == DeflateBehind._SWITCH_INTERVAL
+    second.close()
+    second.close()
+    assert sys.getswitchinterval() == before
