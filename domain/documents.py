@@ -35,8 +35,13 @@ def json_bytes(document: object) -> bytes:
     return (_LONE_SURROGATE.sub("\ufffd", text) + "\n").encode("utf-8")
 
 
+# One encoder each, made once: json.dumps with any argument builds a new encoder per call.
+_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_JSONB = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=False)
+
+
 def compact_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def _free_text(value: object, include_pii: bool) -> str | None:
@@ -97,7 +102,7 @@ _scrubbed_short = functools.lru_cache(maxsize=4096)(_scrubbed)
 
 def jsonb_text(value: object) -> str:
     """JSON as PostgreSQL prints jsonb: ", " and ": " between items, non-ASCII characters as they are."""
-    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+    return _JSONB.encode(value)
 
 
 def _finding_cells(row: Mapping[str, Any], evidence: str, timestamps: list[str | None], include_pii: bool) -> list[str]:
