@@ -393,8 +393,12 @@ class DeflateBehind(io.RawIOBase):
             raise ValueError("write to a closed entry")
         view = memoryview(data).cast("B")
         self.size += len(view)
-        if not self._pending and isinstance(data, bytes) and len(data) >= DEFLATE_PIECE:
-            self._pieces.put(data)  # a large block that cannot change: handed over as it is
+        if isinstance(data, bytes) and len(data) >= DEFLATE_PIECE:
+            # A large block that cannot change is handed over as it is, after what came before it.
+            if self._pending:
+                self._pieces.put(bytes(self._pending))
+                self._pending.clear()
+            self._pieces.put(data)
             return len(view)
         self._pending += view
         if len(self._pending) >= DEFLATE_PIECE:

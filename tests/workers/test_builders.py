@@ -117,6 +117,26 @@ def test_an_entry_written_behind_is_the_entry_written_directly(write_size, as_by
     assert threads and threading.get_ident() not in threads
 
 
+def test_large_blocks_after_a_small_write_are_handed_over_without_a_copy():
+    data, size = _data(120_000), DEFLATE_PIECE + 7
+    header, blocks = b"id,title\n", [data[i * size : (i + 1) * size] for i in range(3)]
+    handed = []
+
+    def behind(stream):
+        original = stream.write
+        stream.write = lambda piece: handed.append(piece) or original(piece)
+        with DeflateBehind(stream) as out:
+            out.write(header)
+            for block in blocks:
+                out.write(block)
+
+    def direct(stream):
+        stream.write(header + b"".join(blocks))
+
+    assert _archive(behind) == _archive(direct)
+    assert handed[0] == header and all(piece is block for piece, block in zip(handed[1:], blocks, strict=True))
+
+
 def test_an_error_behind_is_raised_to_the_writer_and_the_thread_ends():
     class Failing:
         def __init__(self):
