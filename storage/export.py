@@ -180,16 +180,16 @@ def _quoted_object(cell: bytes) -> bool:
     return len(cell) >= 4 and cell.endswith(b'}"') and b'"' not in cell[1:-1].replace(b'""', b"")
 
 
-def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
+def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None, span: tuple[int, int]) -> bytes:
     """Without personal data: a row through the row function, or only its evidence cell when
     nothing before the evidence matched a look (the timestamps after it are the query's).
 
     ``looked`` is where the leftmost match of either look in the row starts, if any: no match of
     a look crosses from one cell into the next quoted object, so one that starts in the evidence
-    or after it leaves the cells before it alone.
+    or after it leaves the cells before it alone. ``span`` is the row's :func:`_evidence_span`.
     """
     body = row[:-1]
-    start, end = _evidence_span(body)
+    start, end = span
     cell = body[start:end]
     if start == 0 or not _quoted_object(cell) or (looked is not None and looked < start):
         return _fixed(row, False, clean)
@@ -202,14 +202,16 @@ def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
     return b"".join((body[:start], _copy_cell(fixed).encode("utf-8"), body[end:], b"\n"))
 
 
-def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> list[int]:
-    """The rows whose evidence the policy has not been seen to leave as it is (``clean``)."""
+def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> tuple[list[int], list[tuple[int, int]]]:
+    """The rows whose evidence the policy has not been seen to leave as it is (``clean``), and
+    every row's :func:`_evidence_span`."""
     lines = block.split(b"\n")
     # Split at line ends when every row is one line (the common case, in C); else row by row.
     rows = lines[:-1] if len(lines) == len(ends) + 1 else [block[s : e - 1] for s, e in zip([0, *ends], ends)]
-    cells = [row[start:end] for row, (start, end) in zip(rows, map(_evidence_span, rows))]
+    spans = list(map(_evidence_span, rows))
+    cells = [row[start:end] for row, (start, end) in zip(rows, spans)]
     unknown = set(cells).difference(clean)
-    return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
+    return ([row for row, cell in enumerate(cells) if cell in unknown] if unknown else []), spans
 
 
 def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool, clean: set[bytes]) -> bytes:
@@ -233,7 +235,8 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
         looked[row] = match.start()
         position = ends[row] - 1
     if not include_pii:
-        rows.update(_unknown_evidence(block, ends, clean))
+        unknown, spans = _unknown_evidence(block, ends, clean)
+        rows.update(unknown)
     if not rows:
         return block
     out, done = [], 0
@@ -246,7 +249,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
             fixed = _fixed(line, False, clean)
         else:
             at = looked.get(row)
-            fixed = _fixed_evidence(line, clean, None if at is None else at - start)
+            fixed = _fixed_evidence(line, clean, None if at is None else at - start, spans[row])
         out += [block[done:start], fixed]
         done = ends[row]
     out.append(block[done:])
@@ -326,11 +329,11 @@ def _finish_copy(raw: psycopg.Connection) -> None:
 def copy_findings(conn: Connection, tenant_id: int, *, include_pii: bool) -> Iterator[Block]:
     """Yield findings.csv data rows as COPY sends them (no header), in blocks of about 1 MiB.
 
-    The caller deflates each block before the next is read, in the same thread: PostgreSQL
-    keeps writing into the socket meanwhile, so the database and the worker already run on two
-    cores. A reader thread of its own was measured to gain nothing on two cores (reading,
-    checking and deflating take turns on one interpreter) and cost 9 MB of peak memory for
-    the blocks in flight (bench/results.md).
+    Blocks are read and checked on the caller's thread, which hands each one to the entry's
+    deflating thread (workers.builders.DeflateBehind) and reads on; PostgreSQL keeps writing
+    into the socket meanwhile. A reader thread of its own was measured to gain nothing on two
+    cores (reading and checking hold the interpreter) and cost 9 MB of peak memory for the
+    blocks in flight (bench/results.md).
     """
     raw = conn.connection.dbapi_connection
     try:
