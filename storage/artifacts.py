@@ -44,6 +44,14 @@ from botocore.config import Config
 logger = logging.getLogger("reviewpacks.storage.artifacts")
 
 MiB = 1024 * 1024
+# A pack smaller than this goes up in one PUT that carries its SHA-256 (AWS S3 checks the body
+# against it before storing anything; AWS suggests multipart uploads from about 100 MB). Larger
+# packs go up in parts of PART_SIZE, two in flight. One request instead of a create, a request
+# per part, a complete and a head: a 37 MB pack took 0.2-0.3 s to moto against 0.5-1.1 s, most
+# of it the server assembling the parts (bench/results.md).
+SINGLE_PUT_LIMIT = 100 * MiB
+PART_SIZE = 16 * MiB
+MAX_SINGLE_PUT = 5 * 1024 * MiB  # S3's limit for one PUT
 MAX_DOWNLOAD_URL_TTL_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs cannot outlive 7 days.
 META_SUFFIX = ".meta.json"
 
@@ -202,6 +210,7 @@ class S3Store:
         public_endpoint_url: str | None = None,
         max_attempts: int = 5,
         expire_after_days: int | None = None,
+        single_put_limit: int = SINGLE_PUT_LIMIT,
     ) -> None:
         if not bucket:
             raise ValueError("S3Store needs a bucket name")
@@ -216,9 +225,11 @@ class S3Store:
         # containers' network needs a client that believes it talks to the public address.
         # Signing is local: this client never sends a request.
         self._presign_client = self._make_client(public_endpoint_url, max_attempts) if public_endpoint_url else self._client
+        if not PART_SIZE <= single_put_limit <= MAX_SINGLE_PUT:
+            raise ValueError(f"single_put_limit must be between {PART_SIZE} and {MAX_SINGLE_PUT} bytes")
         self._transfer_config = TransferConfig(
-            multipart_threshold=16 * MiB,
-            multipart_chunksize=16 * MiB,
+            multipart_threshold=single_put_limit,
+            multipart_chunksize=PART_SIZE,
             # Two parts in flight keep a worker's memory and socket use small while
             # still overlapping network latency.
             max_concurrency=2,
@@ -249,7 +260,7 @@ class S3Store:
         return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
     @classmethod
-    def from_settings(cls, settings: StoreSettings, *, max_attempts: int = 5) -> S3Store:
+    def from_settings(cls, settings: StoreSettings, *, max_attempts: int = 5, single_put_limit: int = SINGLE_PUT_LIMIT) -> S3Store:
         parts = urlsplit(settings.artifact_store)
         if parts.scheme != "s3" or not parts.netloc:
             raise ValueError("expected REVIEWPACKS_ARTIFACT_STORE=s3://BUCKET/PREFIX")
@@ -263,6 +274,7 @@ class S3Store:
             # and deletes their rows after the grace period: objects older than both are
             # orphans whichever way they were left behind.
             expire_after_days=settings.retention_days + settings.hard_delete_grace_days,
+            single_put_limit=single_put_limit,
         )
 
     @property

@@ -29,6 +29,7 @@ from botocore.stub import Stubber
 
 from reviewpacks.settings import Settings
 from storage.artifacts import (
+    PART_SIZE,
     ArtifactNotFound,
     ArtifactStore,
     ArtifactStoreError,
@@ -267,8 +268,8 @@ def test_download_url_rejects_unsafe_filenames(store: ArtifactStore, filename: s
         store.download_url(KEY, filename=filename, ttl_seconds=60)
 
 
-def test_multipart_sized_upload_round_trips(store: ArtifactStore, make_file: MakeFile) -> None:
-    # 20 MiB is above the 16 MiB multipart threshold, so S3 gets two parts.
+def test_a_20_mib_upload_round_trips(store: ArtifactStore, make_file: MakeFile) -> None:
+    # One PUT on S3 under the default limit; test_s3_multipart_upload_is_one_complete_object sends it in parts.
     data = os.urandom(20 * MiB)
     path, sha256, size = make_file(data)
 
@@ -371,7 +372,29 @@ def test_s3_objects_carry_sha256_metadata_and_the_zip_type(provider: Provider, p
     assert head["ContentLength"] == size
 
 
-def test_s3_multipart_upload_is_one_complete_object(provider: Provider, provider_store: S3Store, make_file: MakeFile) -> None:
+def test_s3_pack_under_the_single_put_limit_is_one_request(provider: Provider, provider_store: S3Store, make_file: MakeFile) -> None:
+    data = os.urandom(20 * MiB)
+    path, sha256, size = make_file(data)
+
+    provider_store.put_file(KEY, path, sha256=sha256, size=size)
+
+    head = provider.client.head_object(Bucket=provider.bucket, Key=f"{S3_PREFIX}/{KEY}")
+    # A multipart object's ETag ends in "-<parts>"; one PUT's does not.
+    assert "-" not in head["ETag"].strip('"')
+    assert head["ContentLength"] == size and head["Metadata"] == {"sha256": sha256}
+    body, _ = fetch(provider_store.download_url(KEY, filename=FILENAME, ttl_seconds=60))
+    assert hashlib.sha256(body).hexdigest() == sha256
+
+
+def test_s3_single_put_limit_is_checked() -> None:
+    for limit in (PART_SIZE - 1, 5 * 1024 * MiB + 1):
+        with pytest.raises(ValueError, match="single_put_limit"):
+            S3Store("bucket", endpoint_url="http://127.0.0.1:9", single_put_limit=limit)
+
+
+def test_s3_multipart_upload_is_one_complete_object(provider: Provider, tmp_path: Path, make_file: MakeFile) -> None:
+    provider_store = S3Store.from_settings(s3_settings(provider.endpoint_url, provider.bucket, tmp_path), single_put_limit=PART_SIZE)
+    provider_store.ensure_ready()
     data = os.urandom(20 * MiB)
     path, sha256, size = make_file(data)
 
