@@ -214,6 +214,29 @@ def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> tuple
     return ([row for row, cell in enumerate(cells) if cell in unknown] if unknown else []), spans
 
 
+def _looks(block: bytes, ends: list[int], include_pii: bool) -> dict[int, int]:
+    """Each row of the block that a look matches, and where the leftmost match in it starts.
+
+    RE2's binding is called directly: its Python wrapper builds a generator and a match object
+    per call, which a block with a personal row every few kilobytes pays for thousands of times
+    (tests/workers/test_export_parity.py checks the two agree).
+    """
+    match = (_FIRST_LOOK if include_pii else _EITHER_LOOK)._regexp.Match
+    looked: dict[int, int] = {}
+    position, size = 0, len(block)
+    while (start := match(_UNANCHORED, block, position, size)[0][0]) >= 0:
+        # A match that starts with a row's line end is about the first cell of the next row; the
+        # next search starts at this row's line end, so that the next row's first cell is seen
+        # as a line's start.
+        row = bisect.bisect_right(ends, start + 1)
+        looked[row] = start
+        position = ends[row] - 1
+    return looked
+
+
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+
 def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool, clean: set[bytes]) -> bytes:
     """The block with every row that needs it passed through the row function.
 
@@ -222,24 +245,18 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     seen to leave as it is: evidence repeats across findings, so after the first rows most
     evidence is known (``clean``, per export).
     """
+    looked = _looks(block, ends, include_pii)
     rows = set(long_rows)
-    look = _FIRST_LOOK if include_pii else _EITHER_LOOK
-    looked: dict[int, int] = {}  # row -> where the leftmost match in it starts
-    position = 0
-    while (match := look.search(block, position)) is not None:
-        # A match that starts with a row's line end is about the first cell of the next row; the
-        # next search starts at this row's line end, so that the next row's first cell is seen
-        # as a line's start.
-        row = bisect.bisect_right(ends, match.start() + 1)
-        rows.add(row)
-        looked[row] = match.start()
-        position = ends[row] - 1
+    rows.update(looked)
     if not include_pii:
         unknown, spans = _unknown_evidence(block, ends, clean)
         rows.update(unknown)
     if not rows:
         return block
-    out, done = [], 0
+    # The rows in between go into the join as views of the block, not as copies of it.
+    view = memoryview(block)
+    out: list[bytes | memoryview] = []
+    done = 0
     for row in sorted(rows):
         start = ends[row - 1] if row else 0
         line = block[start : ends[row]]
@@ -250,9 +267,9 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
         else:
             at = looked.get(row)
             fixed = _fixed_evidence(line, clean, None if at is None else at - start, spans[row])
-        out += [block[done:start], fixed]
+        out += [view[done:start], fixed]
         done = ends[row]
-    out.append(block[done:])
+    out.append(view[done:])
     return b"".join(out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import io
@@ -387,3 +388,31 @@ def test_the_block_tally_counts_what_the_whole_text_holds(pieces, cuts):
             tally.feed(data[previous:cut])
             previous = cut
         assert tally.counts == redaction.count_placeholders([data])
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_TITLES, st.sampled_from(range(len(_EVIDENCE_POOL)))), min_size=1, max_size=30),
+    include_pii=st.booleans(),
+)
+def test_the_look_through_re2s_binding_finds_what_its_search_finds(rows, include_pii):
+    """_looks calls RE2's binding directly; each row's leftmost match is the one re2.search gives."""
+    from storage import export
+
+    lines = [
+        # A row id like -3 starts like a formula: that match starts at the line end before it.
+        export.copy_line([str(i if i % 3 else -i), "stale_account", "high", "new", "user", None, "Mia", title,
+                          json.dumps(_EVIDENCE_POOL[evidence], separators=(", ", ": "), ensure_ascii=False),
+                          "2026-11-20T10:00:00Z", None, None])
+        for i, (title, evidence) in enumerate([*rows, ("mail mia@contoso.com", 0), *rows])
+    ]
+    block = b"".join(lines)
+    ends = [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
+    pattern = export._FIRST_LOOK if include_pii else export._EITHER_LOOK
+    expected, position = {}, 0
+    while (match := pattern.search(block, position)) is not None:
+        row = bisect.bisect_right(ends, match.start() + 1)
+        expected[row] = match.start()
+        position = ends[row] - 1
+    assert len(rows) in expected  # the row with an address, at least
+    assert export._looks(block, ends, include_pii) == expected
