@@ -24,8 +24,9 @@ from reviewpacks import logs, runtime
 from reviewpacks.settings import Settings
 from scheduler.schedule import beat_schedule
 
-# Every task the workers run is registered by importing one of these modules.
-TASK_MODULES = ("workers.tasks", "scheduler.tasks", "workers.dispatch")
+# Every task the workers run is registered by importing one of these modules; workers.allocator
+# tunes the worker process (worker_init).
+TASK_MODULES = ("workers.tasks", "scheduler.tasks", "workers.dispatch", "workers.allocator")
 # celeryconfig.py sits next to the packages, wherever they are installed.
 _CELERYCONFIG_PATH = Path(__file__).resolve().parent.parent / "celeryconfig.py"
 _CELERYCONFIG_MODULE = "reviewpacks._celeryconfig"
