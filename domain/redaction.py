@@ -374,29 +374,46 @@ def _scrub(value: object, pii: bool, prose: bool, key: str, masked: bool, depth:
     if depth > MAX_DEPTH:
         raise InvalidSourceData(f"a JSON value is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        out: dict[str, object] = {}
-        seen: dict[str, int] = {}
-        for raw_key, item in value.items():
-            text = str(raw_key)
-            name, key, secret, person = _key_facts_cached(text, pii) if len(text) <= _SHORT else _key_facts(text, pii)
-            n = seen[name] = seen.get(name, 0) + 1
-            out[name if n == 1 else f"{name} #{n}"] = _entry(key, secret, person, item, pii, prose, masked, depth)
-        return out
+        return _scrub_object(value, pii, prose, masked, depth)
     if isinstance(value, list):
         return [_scrub(item, pii, prose, key, masked, depth + 1) for item in value]
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        text = cut(value)
-        if pii:
-            return redact_text(text, include_pii=True)
-        if masked:
-            return text if _RE_UUID.fullmatch(text) or not text else PII_PLACEHOLDER
-        if _safe_value(text) or _safe_key(key, prose):
-            return redact_text(text, include_pii=False)
-        return TEXT_PLACEHOLDER
+        return _scrub_text(value, pii, prose, key, masked)
     # Numbers carry counts and scores; under a person's key they may be a phone or an id.
     return PII_PLACEHOLDER if masked and not pii else value
+
+
+def _scrub_object(value: dict[object, object], pii: bool, prose: bool, masked: bool, depth: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    seen: dict[str, int] = {}
+    for raw_key, item in value.items():
+        text = str(raw_key)
+        name, key, secret, person = _key_facts_cached(text, pii) if len(text) <= _SHORT else _key_facts(text, pii)
+        n = seen[name] = seen.get(name, 0) + 1
+        if item is not None and not isinstance(item, bool) and (
+            secret or (key in WEAK_SECRET_KEYS and isinstance(item, str) and _is_credential(item))
+        ):
+            result: object = SECRET_PLACEHOLDER
+        elif isinstance(item, str) and depth < MAX_DEPTH:
+            # A string, the most common value, without a call of _scrub of its own.
+            result = _scrub_text(item, pii, prose, key, masked or (person and not pii))
+        else:
+            result = _scrub(item, pii, prose, key, masked or (person and not pii), depth + 1)
+        out[name if n == 1 else f"{name} #{n}"] = result
+    return out
+
+
+def _scrub_text(value: str, pii: bool, prose: bool, key: str, masked: bool) -> str | None:
+    text = cut(value)
+    if pii:
+        return redact_text(text, include_pii=True)
+    if masked:
+        return text if _RE_UUID.fullmatch(text) or not text else PII_PLACEHOLDER
+    if _safe_value(text) or _safe_key(key, prose):
+        return redact_text(text, include_pii=False)
+    return TEXT_PLACEHOLDER
 
 
 def _key_facts(text: str, pii: bool) -> tuple[str, str, bool, bool]:
@@ -407,17 +424,6 @@ def _key_facts(text: str, pii: bool) -> tuple[str, str, bool, bool]:
 
 # Documents repeat their keys: each is classified once (a bounded number remembered).
 _key_facts_cached = functools.lru_cache(maxsize=_REMEMBERED)(_key_facts)
-
-
-def _entry(key: str, secret: bool, person: bool, item: object, pii: bool, prose: bool, masked: bool, depth: int) -> object:
-    if item is not None and not isinstance(item, bool):
-        if secret:
-            return SECRET_PLACEHOLDER
-        if key in WEAK_SECRET_KEYS and isinstance(item, str) and _is_credential(item):
-            return SECRET_PLACEHOLDER
-    if not pii and person:
-        masked = True
-    return _scrub(item, pii, prose, key, masked, depth + 1)
 
 
 def display_name(name: str | None, *, include_pii: bool) -> str | None:
