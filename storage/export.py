@@ -67,13 +67,18 @@ def findings_copy_sql() -> str:
     statuses = ", ".join(f"'{s}'" for s in layout.INCLUDED_FINDING_STATUSES)
     return (
         f"COPY (SELECT {select_list} FROM findings f "
-        f"WHERE f.tenant_id = %(tenant_id)s AND f.status IN ({statuses}) ORDER BY f.id) "
+        # The tenant as a one-element array, and the order by tenant and id: PostgreSQL then reads the
+        # tenant's rows through the (tenant_id, id) index, already in id order. Written as
+        # "tenant_id = x ORDER BY id", the planner prefers the primary key and walks it past every
+        # other tenant's rows: on a table of two 1M-finding tenants, the second one's first row
+        # came after 0.3 s, and on a table of many tenants each pack would read them all.
+        f"WHERE f.tenant_id = ANY(%(tenant_ids)s::bigint[]) AND f.status IN ({statuses}) ORDER BY f.tenant_id, f.id) "
         "TO STDOUT WITH (FORMAT csv)"
     )
 
 
 def copy_params(tenant_id: int, include_pii: bool) -> dict:
-    return {"tenant_id": tenant_id, "include_pii": include_pii, "person": redaction.PII_PLACEHOLDER}
+    return {"tenant_ids": [tenant_id], "include_pii": include_pii, "person": redaction.PII_PLACEHOLDER}
 
 
 def _compile(pattern: bytes) -> re2._Regexp:
