@@ -92,6 +92,7 @@ _FIRST_LOOK = _compile(documents.copy_first_look_pattern())
 # Without personal data both looks run as one pattern: one pass over the block, one call per match.
 _EITHER_LOOK = _compile(documents.copy_first_look_pattern() + b"|" + documents.copy_personal_look_pattern())
 _ANY_PLACEHOLDER = _compile(redaction.PLACEHOLDERS_PATTERN)
+_UNANCHORED = re2._Anchor.UNANCHORED  # for _looks, which calls the binding directly
 
 
 def find_placeholders(block: bytes) -> list[bytes]:
@@ -237,9 +238,6 @@ def _looks(block: bytes, ends: list[int], include_pii: bool) -> dict[int, int]:
         looked[row] = start
         position = ends[row] - 1
     return looked
-
-
-_UNANCHORED = re2._Anchor.UNANCHORED
 
 
 def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool, clean: set[bytes]) -> bytes:

@@ -8,16 +8,15 @@ build of a million findings. With the thresholds below, buffers of up to 4 MiB c
 heap and up to 16 MiB of freed heap is kept for the next one; the build's peak memory does
 not grow (bench/results.md).
 
-Only the worker process sets this (``worker_init``, before the pool forks its children, which
-inherit it); a host application that embeds the client keeps its own allocator settings.
+Only the worker process sets this (workers/app.py, at ``worker_init``, before the pool forks its
+children, which inherit it); a host application that embeds the client keeps its own allocator
+settings.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sys
-
-from celery.signals import worker_init
 
 MMAP_THRESHOLD = 4 << 20
 TRIM_THRESHOLD = 16 << 20
@@ -40,8 +39,3 @@ def keep_large_buffers() -> bool:
     mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
-
-@worker_init.connect
-def _tune(**_kwargs: object) -> None:
-    keep_large_buffers()

@@ -18,15 +18,15 @@ from pathlib import Path
 from types import ModuleType
 
 from celery import Celery
-from celery.signals import after_setup_logger, worker_process_init
+from celery.signals import after_setup_logger, worker_init, worker_process_init
 
 from reviewpacks import logs, runtime
 from reviewpacks.settings import Settings
 from scheduler.schedule import beat_schedule
+from workers import allocator
 
-# Every task the workers run is registered by importing one of these modules; workers.allocator
-# tunes the worker process (worker_init).
-TASK_MODULES = ("workers.tasks", "scheduler.tasks", "workers.dispatch", "workers.allocator")
+# Every task the workers run is registered by importing one of these modules.
+TASK_MODULES = ("workers.tasks", "scheduler.tasks", "workers.dispatch")
 # celeryconfig.py sits next to the packages, wherever they are installed.
 _CELERYCONFIG_PATH = Path(__file__).resolve().parent.parent / "celeryconfig.py"
 _CELERYCONFIG_MODULE = "reviewpacks._celeryconfig"
@@ -92,6 +92,12 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 app = make_app()
+
+
+@worker_init.connect
+def _keep_large_buffers(**_kwargs: object) -> None:
+    # Set before the pool forks its children, which inherit it (workers/allocator.py).
+    allocator.keep_large_buffers()
 
 
 @worker_process_init.connect
