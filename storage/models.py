@@ -136,15 +136,32 @@ class Finding(Base):
 class FindingStats(Base):
     """One counter per tenant, moved by database triggers on every write to its findings.
 
-    The host writes findings directly; the triggers (migration 0005) see every
+    The host writes findings directly; the triggers (migrations 0005 and 0008) see every
     insert, update and delete, so ``changes`` moves whenever any exported value
     can have changed, and reading it costs one row whatever the tenant's size.
+    ``last_seen_at`` and ``updated_at`` are the newest of each over the tenant's findings.
     """
 
     __tablename__ = "reviewpacks_finding_stats"
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FindingCount(Base):
+    """How many of a tenant's findings have one severity and status, kept by the same triggers.
+
+    A group without findings has no row.
+    """
+
+    __tablename__ = "reviewpacks_finding_counts"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    severity: Mapped[str] = mapped_column(String(20), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    findings: Mapped[int] = mapped_column(BigInteger)
 
 
 class StoredReport(Base):

@@ -30,7 +30,9 @@ CONTRACT_TABLES = {
     "operation_runs",
     "tenant_reviews",
 }
-OWN_TABLES = {"reviewpacks_packs", "reviewpacks_audit_logs", "reviewpacks_notifications", "reviewpacks_finding_stats"}
+OWN_TABLES = {
+    "reviewpacks_packs", "reviewpacks_audit_logs", "reviewpacks_notifications", "reviewpacks_finding_stats", "reviewpacks_finding_counts"
+}
 LEGACY_MIGRATIONS = Path(__file__).resolve().parent / "legacy_migrations"
 
 
@@ -353,3 +355,40 @@ def test_0007_drops_the_sql_redaction_functions_and_a_downgrade_restores_them(sc
     assert {"reviewpacks_redact_json", "reviewpacks_redact_text", "reviewpacks_scrub", "reviewpacks_mask"} <= functions()
     db.upgrade(scratch_pg)
     assert functions() == {"reviewpacks_count_finding_changes"}
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_0008_starts_counts_and_newest_dates_from_existing_rows_and_a_downgrade_restores_the_counter(scratch_pg, tmp_path, dialect):
+    url = scratch_pg if dialect == "postgresql" else f"sqlite:///{tmp_path / 'embedded.db'}"
+    db.upgrade(url, "0004")
+    _seed_before_0005(url)
+    db.upgrade(url, "0007")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE findings SET status = 'resolved', last_seen_at = updated_at WHERE title = 'f2'"))
+        newest = conn.execute(text("SELECT max(updated_at) FROM findings")).scalar_one()
+        changes = conn.execute(text("SELECT changes FROM reviewpacks_finding_stats WHERE tenant_id = 1")).scalar_one()
+    engine.dispose()
+    db.upgrade(url, "0008")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        counts = conn.execute(text("SELECT severity, status, findings FROM reviewpacks_finding_counts WHERE tenant_id = 1 ORDER BY 2")).all()
+        assert [tuple(c) for c in counts] == [("high", "new", 2), ("high", "resolved", 1)]
+        stats = conn.execute(text("SELECT changes, last_seen_at, updated_at FROM reviewpacks_finding_stats WHERE tenant_id = 1")).one()
+        assert (stats.changes, stats.last_seen_at, stats.updated_at) == (changes, newest, newest)
+        # From now on the triggers keep them, on either dialect.
+        conn.execute(text("DELETE FROM findings WHERE title = 'f2'"))
+        stats = conn.execute(text("SELECT changes, last_seen_at FROM reviewpacks_finding_stats WHERE tenant_id = 1")).one()
+        assert (stats.changes, stats.last_seen_at) == (changes + 1, None)
+        counts = conn.execute(text("SELECT status, findings FROM reviewpacks_finding_counts WHERE tenant_id = 1")).all()
+        assert [tuple(c) for c in counts] == [("new", 2)]
+    engine.dispose()
+    db.downgrade(url, "0007")
+    assert "reviewpacks_finding_counts" not in _tables(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        # The counter of 0005 is kept by 0005's triggers again.
+        conn.execute(text("DELETE FROM findings WHERE title = 'f1'"))
+        assert conn.execute(text("SELECT changes FROM reviewpacks_finding_stats WHERE tenant_id = 1")).scalar_one() == changes + 2
+        assert "last_seen_at" not in {c["name"] for c in inspect(conn).get_columns("reviewpacks_finding_stats")}
+    engine.dispose()
