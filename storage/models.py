@@ -17,6 +17,7 @@ import uuid
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
     func,
     text,
 )
@@ -139,7 +141,8 @@ class FindingStats(Base):
     The host writes findings directly; the triggers (migrations 0005 and 0008) see every
     insert, update and delete, so ``changes`` moves whenever any exported value
     can have changed, and reading it costs one row whatever the tenant's size.
-    ``last_seen_at`` and ``updated_at`` are the newest of each over the tenant's findings.
+    ``last_seen_at`` and ``updated_at`` are the newest of each over the tenant's findings,
+    or, where marked stale, an upper bound of it (a write removed or lowered the newest value).
     """
 
     __tablename__ = "reviewpacks_finding_stats"
@@ -148,6 +151,8 @@ class FindingStats(Base):
     changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_seen_at_stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_at_stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class FindingCount(Base):

@@ -159,17 +159,50 @@ def finding_changes(conn: Connection, tenant_id: int) -> int:
     return int(changes or 0)
 
 
+@dataclass(frozen=True)
+class FindingFigures:
+    """What the findings triggers keep for one tenant (migrations 0005 and 0008)."""
+
+    changes: int
+    groups: dict[tuple[str, str], int]  # (severity, status) -> findings, every status
+    latest_seen: dt.datetime | None  # the newest last_seen_at of any of its findings
+    latest_write: dt.datetime | None  # the newest updated_at
+
+
 @functools.cache
 def _finding_figures_statement() -> Select:
-    """The tenant's change counter and newest dates, with one row per severity and status it has findings in."""
     return (
         select(
             FindingStats.changes, FindingStats.last_seen_at, FindingStats.updated_at,
+            FindingStats.last_seen_at_stale, FindingStats.updated_at_stale,
             FindingCount.severity, FindingCount.status, FindingCount.findings,
         )
         .outerjoin(FindingCount, FindingCount.tenant_id == FindingStats.tenant_id)
         .where(FindingStats.tenant_id == bindparam("tenant_id", type_=BigInteger))
     )
+
+
+def finding_figures(conn: Connection, tenant_id: int) -> FindingFigures:
+    """The tenant's counts per severity and status, newest dates and change counter, in one statement.
+
+    A newest date marked stale (a write deleted, moved or lowered the finding that held it) is
+    read from the findings instead, until a later write reaches it again.
+    """
+    rows = conn.execute(_finding_figures_statement(), {"tenant_id": tenant_id}).all()
+    if not rows:
+        return FindingFigures(0, {}, None, None)
+    first = rows[0]
+    latest_seen, latest_write = _as_utc(first.last_seen_at), _as_utc(first.updated_at)
+    if first.last_seen_at_stale or first.updated_at_stale:
+        seen, wrote = conn.execute(
+            select(func.max(Finding.last_seen_at), func.max(Finding.updated_at)).where(Finding.tenant_id == tenant_id)
+        ).one()
+        if first.last_seen_at_stale:
+            latest_seen = _as_utc(seen)
+        if first.updated_at_stale:
+            latest_write = _as_utc(wrote)
+    groups = {(row.severity, row.status): row.findings for row in rows if row.severity is not None}
+    return FindingFigures(int(first.changes), groups, latest_seen, latest_write)
 
 
 def tenant_inputs(
@@ -336,18 +369,16 @@ def tenant_sources(
 ) -> TenantSources:
     """The fingerprint inputs plus the counts and source dates the pack states (the worker's read)."""
     # The counts of the included findings and the newest observation (when the host last saw a
-    # finding, or last wrote one where it records no sighting) are kept by the findings triggers
-    # (migration 0008): one statement reads a few rows, whatever the tenant's size.
-    figures = conn.execute(_finding_figures_statement(), {"tenant_id": tenant["id"]}).all()
+    # finding, or last wrote one where it records no sighting) come from what the findings
+    # triggers keep: no aggregate over the tenant's findings runs before the first row is written.
+    figures = finding_figures(conn, tenant["id"])
     by_severity: dict[str, int] = {}
     by_status: dict[str, int] = {}
-    for row in figures:
-        if row.status in layout.INCLUDED_FINDING_STATUSES and row.findings:
-            by_severity[row.severity] = by_severity.get(row.severity, 0) + row.findings
-            by_status[row.status] = by_status.get(row.status, 0) + row.findings
-    changes, latest_seen, latest_write = (
-        (figures[0].changes, _as_utc(figures[0].last_seen_at), _as_utc(figures[0].updated_at)) if figures else (0, None, None)
-    )
+    for (severity, status), count in figures.groups.items():
+        if status in layout.INCLUDED_FINDING_STATUSES:
+            by_severity[severity] = by_severity.get(severity, 0) + count
+            by_status[status] = by_status.get(status, 0) + count
+    latest_seen, latest_write, changes = figures.latest_seen, figures.latest_write, figures.changes
 
     reports = latest_reports(conn, tenant["id"])
     inputs = tenant_inputs(conn, tenant, options, since, basis, reports, findings_changes=changes)

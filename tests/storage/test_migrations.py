@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from storage import db
+from storage import db, queries
 from storage.models import Base
 from tests.conftest import PG_ADMIN_URL, ROOT, _recreate_database
 
@@ -374,12 +374,16 @@ def test_0008_starts_counts_and_newest_dates_from_existing_rows_and_a_downgrade_
     with engine.begin() as conn:
         counts = conn.execute(text("SELECT severity, status, findings FROM reviewpacks_finding_counts WHERE tenant_id = 1 ORDER BY 2")).all()
         assert [tuple(c) for c in counts] == [("high", "new", 2), ("high", "resolved", 1)]
-        stats = conn.execute(text("SELECT changes, last_seen_at, updated_at FROM reviewpacks_finding_stats WHERE tenant_id = 1")).one()
-        assert (stats.changes, stats.last_seen_at, stats.updated_at) == (changes, newest, newest)
+        stats = conn.execute(
+            text("SELECT changes, last_seen_at, updated_at, last_seen_at_stale, updated_at_stale FROM reviewpacks_finding_stats WHERE tenant_id = 1")
+        ).one()
+        assert tuple(stats) == (changes, newest, newest, False, False)
         # From now on the triggers keep them, on either dialect.
         conn.execute(text("DELETE FROM findings WHERE title = 'f2'"))
-        stats = conn.execute(text("SELECT changes, last_seen_at FROM reviewpacks_finding_stats WHERE tenant_id = 1")).one()
-        assert (stats.changes, stats.last_seen_at) == (changes + 1, None)
+        stats = conn.execute(text("SELECT changes, last_seen_at, last_seen_at_stale FROM reviewpacks_finding_stats WHERE tenant_id = 1")).one()
+        # The deleted finding held the newest sighting: kept as a bound, marked stale, read from the findings.
+        assert (stats.changes, stats.last_seen_at, bool(stats.last_seen_at_stale)) == (changes + 1, newest, True)
+        assert queries.finding_figures(conn, 1).latest_seen is None
         counts = conn.execute(text("SELECT status, findings FROM reviewpacks_finding_counts WHERE tenant_id = 1")).all()
         assert [tuple(c) for c in counts] == [("new", 2)]
     engine.dispose()
