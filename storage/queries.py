@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Connection, Engine, Select, bindparam, func, select, true
+from sqlalchemy import ARRAY, BigInteger, Connection, Engine, Select, any_, bindparam, func, select, true
 from sqlalchemy.orm import aliased
 
 from domain import layout
@@ -415,16 +415,17 @@ def review_pack_inputs(
     )
 
 
-def keyset_chunks(conn: Connection, query: Select, id_column, chunk_size: int) -> Iterator[list[dict]]:
+def keyset_chunks(conn: Connection, query: Select, id_column, chunk_size: int, *, leading: tuple = ()) -> Iterator[list[dict]]:
     """Yield the query's rows in id order, chunk_size at a time, one bounded query per chunk.
 
     Keyset pagination keeps memory flat on every dialect and never holds a cursor
     open between chunks; inside one REPEATABLE READ transaction the chunks share
-    one snapshot.
+    one snapshot. ``leading`` are columns the query holds to one value, ordered by before
+    the id so that an index that starts with them serves the order.
     """
     last_id = None
     while True:
-        page = query.order_by(id_column).limit(chunk_size)
+        page = query.order_by(*leading, id_column).limit(chunk_size)
         if last_id is not None:
             page = page.where(id_column > last_id)
         rows = [dict(r) for r in conn.execute(page).mappings()]
@@ -437,10 +438,15 @@ def keyset_chunks(conn: Connection, query: Select, id_column, chunk_size: int) -
 
 
 def stream_findings(conn: Connection, tenant_id: int, chunk_size: int) -> Iterator[list[dict]]:
-    query = select(*FINDING_COLUMNS).where(
-        Finding.tenant_id == tenant_id, Finding.status.in_(layout.INCLUDED_FINDING_STATUSES)
-    )
-    return keyset_chunks(conn, query, Finding.id, chunk_size)
+    if conn.dialect.name == "postgresql":
+        # As in the COPY statement (storage/export.py): with "tenant_id = x ORDER BY id" PostgreSQL
+        # walks the primary key past other tenants' rows; a one-element array ordered by tenant and
+        # id is read through (tenant_id, id).
+        tenant = Finding.tenant_id == any_(bindparam("tenant_ids", [tenant_id], type_=ARRAY(BigInteger)))
+    else:
+        tenant = Finding.tenant_id == tenant_id
+    query = select(*FINDING_COLUMNS).where(tenant, Finding.status.in_(layout.INCLUDED_FINDING_STATUSES))
+    return keyset_chunks(conn, query, Finding.id, chunk_size, leading=(Finding.tenant_id,))
 
 
 def stream_operations(conn: Connection, tenant_id: int, since: dt.date, chunk_size: int) -> Iterator[list[dict]]:

@@ -89,7 +89,10 @@ def test_no_evidence_is_an_empty_object_and_every_other_value_is_kept(conn, stor
 
 
 def _plan_nodes(conn, statement: str) -> list[dict]:
-    plan = conn.execute("EXPLAIN (FORMAT JSON) " + statement).fetchone()[0][0]["Plan"]
+    return _plan_nodes_of(conn.execute("EXPLAIN (FORMAT JSON) " + statement).fetchone()[0][0]["Plan"])
+
+
+def _plan_nodes_of(plan: dict) -> list[dict]:
     nodes, todo = [], [plan]
     while todo:
         node = todo.pop()
@@ -101,7 +104,7 @@ def _plan_nodes(conn, statement: str) -> list[dict]:
 def test_a_tenant_is_read_through_its_index_in_id_order_not_past_other_tenants_rows():
     """With tenant_id = x ORDER BY id, the planner walks the primary key past every other tenant's
     rows; the statement's form makes it read the tenant's own rows through (tenant_id, id)."""
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, event
     from sqlalchemy import text as sql
     from sqlalchemy.orm import Session
 
@@ -128,3 +131,24 @@ def test_a_tenant_is_read_through_its_index_in_id_order_not_past_other_tenants_r
             plain = plain.replace("ORDER BY f.tenant_id, f.id", "ORDER BY f.id")
             assert plain != select
             assert [n.get("Index Name") for n in _plan_nodes(conn, plain) if "Scan" in n["Node Type"]] == ["pk_findings"]
+        # The portable keyset reader (REVIEWPACKS_FINDINGS_READER=portable) pages the same way.
+        from storage import queries
+
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            pages: list[tuple[str, dict]] = []
+
+            def page(_conn, _cursor, statement, params, *_):
+                pages.append((statement, params))
+
+            event.listen(conn, "before_cursor_execute", page)
+            chunks = queries.stream_findings(conn, tenants[1], 1_000)
+            first, second = next(chunks), next(chunks)
+            event.remove(conn, "before_cursor_execute", page)
+            assert len(pages) == 2 and first[-1]["id"] < second[0]["id"]
+            for statement, params in pages:
+                plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params).scalar_one()
+                nodes = _plan_nodes_of(plan[0]["Plan"])
+                assert [n.get("Index Name") for n in nodes if "Scan" in n["Node Type"]] == ["ix_findings_tenant_id_id"]
+                assert not [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")]
+        engine.dispose()
