@@ -104,7 +104,7 @@ def _plan_nodes_of(plan: dict) -> list[dict]:
 def test_a_tenant_is_read_through_its_index_in_id_order_not_past_other_tenants_rows():
     """With tenant_id = x ORDER BY id, the planner walks the primary key past every other tenant's
     rows; the statement's form makes it read the tenant's own rows through (tenant_id, id)."""
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import create_engine
     from sqlalchemy import text as sql
     from sqlalchemy.orm import Session
 
@@ -133,18 +133,13 @@ def test_a_tenant_is_read_through_its_index_in_id_order_not_past_other_tenants_r
             assert [n.get("Index Name") for n in _plan_nodes(conn, plain) if "Scan" in n["Node Type"]] == ["pk_findings"]
         # The portable keyset reader (REVIEWPACKS_FINDINGS_READER=portable) pages the same way.
         from storage import queries
+        from tests.support.sql import recorded_statements
 
         engine = create_engine(url)
         with engine.connect() as conn:
-            pages: list[tuple[str, dict]] = []
-
-            def page(_conn, _cursor, statement, params, *_):
-                pages.append((statement, params))
-
-            event.listen(conn, "before_cursor_execute", page)
-            chunks = queries.stream_findings(conn, tenants[1], 1_000)
-            first, second = next(chunks), next(chunks)
-            event.remove(conn, "before_cursor_execute", page)
+            with recorded_statements(conn) as pages:
+                chunks = queries.stream_findings(conn, tenants[1], 1_000)
+                first, second = next(chunks), next(chunks)
             assert len(pages) == 2 and first[-1]["id"] < second[0]["id"]
             for statement, params in pages:
                 plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params).scalar_one()

@@ -14,7 +14,7 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from domain import layout
@@ -23,6 +23,7 @@ from domain.options import PackOptions
 from reviewpacks import runtime
 from storage import db, queries
 from storage.models import Finding, FindingStats, Tenant, Workspace
+from tests.support.sql import recorded_statements
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 # A few instants, so that writes often tie with the newest value or fall just below it.
@@ -179,18 +180,9 @@ def test_a_pack_reads_no_finding_rows_for_its_counts_while_the_dates_are_exact(s
     (tenant_id,) = _tenants(session, 1)
     session.execute(insert(Finding), [_finding(random.Random(i), tenant_id) for i in range(5)])
     session.flush()
-    statements = []
-    engine = session.get_bind().engine
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with recorded_statements(session.get_bind().engine) as sent:
         queries.finding_figures(session.connection(), tenant_id)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert len(statements) == 1 and not re.search(r"\bFROM findings\b", statements[0])
+    assert len(sent) == 1 and not re.search(r"\bFROM findings\b", sent[0][0])
 
 
 def test_deleting_a_tenant_takes_its_counts_along(session):

@@ -7,12 +7,13 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import delete, event, text, update
+from sqlalchemy import delete, text, update
 
 from domain import fingerprint
 from domain.options import PackOptions
 from storage import queries
 from storage.models import Finding, OperationRun, StoredReport, Tenant, User, Workspace, WorkspaceMembership
+from tests.support.sql import recorded_statements
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -70,13 +71,9 @@ def test_stream_findings_returns_every_open_row_in_order_one_bounded_query_per_c
     _findings(pg_session, other.id, 9)
 
     conn = pg_session.connection()
-    statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
-    event.listen(conn, "before_cursor_execute", listener)
-    try:
+    with recorded_statements(conn) as sent:
         chunks = list(queries.stream_findings(conn, tenant.id, chunk_size=7))
-    finally:
-        event.remove(conn, "before_cursor_execute", listener)
+    statements = [statement for statement, _ in sent]
 
     assert [r["id"] for chunk in chunks for r in chunk] == sorted(open_ids)
     assert [len(c) for c in chunks] == [7] * 7 + [1]
@@ -88,16 +85,11 @@ def test_stream_findings_returns_every_open_row_in_order_one_bounded_query_per_c
 def test_stream_findings_is_lazy(pg_session, tenant):
     _findings(pg_session, tenant.id, 30)
     conn = pg_session.connection()
-    statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(conn, "before_cursor_execute", listener)
-    try:
+    with recorded_statements(conn) as sent:
         stream = queries.stream_findings(conn, tenant.id, chunk_size=10)
         first = next(stream)
         assert len(first) == 10
-        assert len(statements) == 1
-    finally:
-        event.remove(conn, "before_cursor_execute", listener)
+        assert len(sent) == 1
 
 
 def test_stream_of_an_empty_tenant_yields_nothing(pg_session, tenant):
@@ -185,17 +177,9 @@ def test_a_request_reads_no_finding_rows(pg_session, tenant):
     _findings(pg_session, tenant.id, 5)
     pg_session.add(StoredReport(tenant_id=tenant.id, report_type="permission_posture", fingerprint="abc", payload={"big": "x" * 1000}, generated_at=NOW))
     pg_session.flush()
-    statements = []
-    engine = pg_session.get_bind().engine
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with recorded_statements(pg_session.get_bind().engine) as sent:
         queries.tenant_inputs(pg_session.connection(), _row_of(tenant), PackOptions(True, True), dt.date(2026, 10, 21), BASIS)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    statements = [statement for statement, _ in sent]
     # The cost of a request does not grow with the tenant's findings: it reads their counter only.
     assert statements and not any(re.search(r"\bFROM findings\b", s) for s in statements)
     assert any("finding_stats" in s for s in statements)
@@ -207,17 +191,9 @@ def test_a_request_reads_its_inputs_in_one_statement_without_findings_or_payload
     _findings(pg_session, tenant.id, 5)
     pg_session.add(StoredReport(tenant_id=tenant.id, report_type="permission_posture", fingerprint="abc", payload={"big": "x" * 1000}, generated_at=NOW))
     pg_session.flush()
-    statements = []
-    engine = pg_session.get_bind().engine
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with recorded_statements(pg_session.get_bind().engine) as sent:
         scoped = queries.scoped_tenant_inputs(pg_session.connection(), tenant.id, member.id, PackOptions(True, True), dt.date(2026, 10, 21), BASIS)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    statements = [statement for statement, _ in sent]
     assert scoped is not None and scoped.capabilities == ["review_pack.request"]
     assert len(statements) == 1
     assert not re.search(r"\bFROM findings\b", statements[0]) and "finding_stats" in statements[0]

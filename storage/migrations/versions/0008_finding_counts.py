@@ -24,11 +24,10 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-30
 """
-import importlib.util
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
+
+from storage.migrations.earlier import revision_module
 
 revision = "0008"
 down_revision = "0007"
@@ -166,16 +165,8 @@ SQLITE_TRIGGERS = (
 )
 
 
-def _revision(name: str):
-    """An earlier revision's module, loaded from its file beside this one."""
-    spec = importlib.util.spec_from_file_location(f"_reviewpacks_revision_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _drop_sqlite_triggers() -> None:
-    for name in _revision("0005_provenance_and_one_active_generation").TRIGGER_NAMES[:3]:
+    for name in revision_module("0005_provenance_and_one_active_generation").TRIGGER_NAMES[:3]:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
@@ -226,7 +217,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    before = _revision("0005_provenance_and_one_active_generation")
+    before = revision_module("0005_provenance_and_one_active_generation")
     postgres = op.get_bind().dialect.name == "postgresql"
     if postgres:
         op.execute(before.PG_FUNCTION)
