@@ -378,12 +378,11 @@ def tenant_sources(
         if status in layout.INCLUDED_FINDING_STATUSES:
             by_severity[severity] = by_severity.get(severity, 0) + count
             by_status[status] = by_status.get(status, 0) + count
-    latest_seen, latest_write, changes = figures.latest_seen, figures.latest_write, figures.changes
 
     reports = latest_reports(conn, tenant["id"])
-    inputs = tenant_inputs(conn, tenant, options, since, basis, reports, findings_changes=changes)
+    inputs = tenant_inputs(conn, tenant, options, since, basis, reports, findings_changes=figures.changes)
     freshness = {
-        "findings": layout.iso(latest_seen or latest_write),
+        "findings": layout.iso(figures.latest_seen or figures.latest_write),
         "hardening": layout.iso(tenant.get("hardening_updated_at")),
     }
     for report_type, report in reports.items():

@@ -37,17 +37,15 @@ depends_on = None
 # The tenants whose newest value the rows in ``old_rows`` held (deleted, or updated to a lower
 # value or to another tenant) and ``{new}``, the rows that replaced them, does not hold: the value
 # stays as an upper bound, marked stale.
-_PG_MARK_STALE = """
+_SEEN_LOST = "o.seen >= s.last_seen_at AND (n.seen IS NULL OR n.seen < s.last_seen_at)"
+_WRITE_LOST = "o.wrote >= s.updated_at AND (n.wrote IS NULL OR n.wrote < s.updated_at)"
+_PG_MARK_STALE = f"""
         UPDATE reviewpacks_finding_stats AS s
-        SET last_seen_at_stale = s.last_seen_at_stale
-                OR coalesce(o.seen >= s.last_seen_at AND (n.seen IS NULL OR n.seen < s.last_seen_at), false),
-            updated_at_stale = s.updated_at_stale
-                OR coalesce(o.wrote >= s.updated_at AND (n.wrote IS NULL OR n.wrote < s.updated_at), false)
+        SET last_seen_at_stale = s.last_seen_at_stale OR coalesce({_SEEN_LOST}, false),
+            updated_at_stale = s.updated_at_stale OR coalesce({_WRITE_LOST}, false)
         FROM (SELECT tenant_id, max(last_seen_at) AS seen, max(updated_at) AS wrote FROM old_rows GROUP BY tenant_id) AS o
-        LEFT JOIN ({new}) AS n ON n.tenant_id = o.tenant_id
-        WHERE s.tenant_id = o.tenant_id
-          AND ((o.seen >= s.last_seen_at AND (n.seen IS NULL OR n.seen < s.last_seen_at))
-            OR (o.wrote >= s.updated_at AND (n.wrote IS NULL OR n.wrote < s.updated_at)));
+        LEFT JOIN ({{new}}) AS n ON n.tenant_id = o.tenant_id
+        WHERE s.tenant_id = o.tenant_id AND (({_SEEN_LOST}) OR ({_WRITE_LOST}));
 """
 _PG_NEW_NEWEST = "SELECT tenant_id, max(last_seen_at) AS seen, max(updated_at) AS wrote FROM new_rows GROUP BY tenant_id"
 _PG_NO_ROWS = "SELECT NULL::bigint AS tenant_id, NULL::timestamptz AS seen, NULL::timestamptz AS wrote WHERE false"
