@@ -94,8 +94,21 @@ def _plain(value: Any) -> Any:
     Every request computes a fingerprint; asdict deep-copies the tenant's hardening document and
     the review's texts on each call only for json.dumps to read them once.
     """
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict) and any(is_dataclass(v) for v in value.values()):
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, dict) and any(_field_names(type(v)) is not None for v in value.values()):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names, looked up once per class (dataclasses.fields builds them on each call)."""
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
+        return names
