@@ -36,6 +36,7 @@ from domain.states import (
     sources_for,
 )
 from storage.artifacts import ArtifactStore, ArtifactStoreError
+from storage.driver import DriverStatement
 from storage.models import AuditLog, Notification, OperationRun, ReviewPack, Tenant
 
 
@@ -474,7 +475,8 @@ _LIVE = select(_PACKS).where(
     _PACKS.c.workspace_id == bindparam("workspace_id"),
     _PACKS.c.tenant_id == bindparam("tenant_id"),
     _PACKS.c.fingerprint == bindparam("fingerprint"),
-    _PACKS.c.status.in_(LIVE_STATUSES),
+    # One bind per status, not an expanding IN: the statement is compiled once (storage/driver.py).
+    _PACKS.c.status.in_([literal(status, _PACKS.c.status.type) for status in LIVE_STATUSES]),
 )
 
 
@@ -499,7 +501,7 @@ def _reuse_statement():
             live.c.id, details, _NOW,
         ).where(handed_out),
     )
-    return select(live).add_cte(audit.cte("audit"))
+    return DriverStatement(select(live).add_cte(audit.cte("audit")))
 
 
 _REUSE = _reuse_statement()
@@ -536,7 +538,7 @@ def reuse_live(
     if conn.dialect.name == "postgresql":
         params = {"workspace_id": workspace_id, "tenant_id": tenant_id, "fingerprint": fingerprint, "actor_id": actor_id,
                   "now": now, "ready_details": ready_details, "active_details": active_details}
-        return conn.execute(_REUSE, params).one_or_none()
+        return _REUSE.first(conn, params)
     live = live_pack(conn, workspace_id=workspace_id, tenant_id=tenant_id, fingerprint=fingerprint)
     if live is not None and not past_retention(live, now):
         details = ready_details if live.status == PackStatus.READY else active_details

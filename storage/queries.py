@@ -20,6 +20,7 @@ from domain import layout
 from domain.fingerprint import FreshnessBasis, ReportStamp, ReviewPackInputs, SourceStamp, TenantPackInputs
 from domain.options import PackOptions
 from domain.states import RUN_TYPE_GENERATE
+from storage.driver import DriverStatement
 from storage.models import (
     Finding,
     FindingCount,
@@ -297,7 +298,7 @@ _TENANT_COLUMNS = ("id", "workspace_id", "external_id", "name", "hardening", "ha
 
 
 @functools.cache
-def _scoped_inputs_statement(include_operations: bool) -> Select:
+def _scoped_inputs_statement(include_operations: bool) -> DriverStatement:
     """Built once per option set: a request pays neither for building it nor for more than one round trip.
 
     Each report type joins its newest row through a correlated "newest id" subquery (served by
@@ -328,7 +329,7 @@ def _scoped_inputs_statement(include_operations: bool) -> Select:
     if include_operations:
         stamps = _operations_stamps(tenant_id, bindparam("since_ts", type_=UTCDateTime)).subquery("ops")
         query = query.join(stamps, true()).add_columns(*stamps.c)
-    return query.where(Tenant.id == tenant_id)
+    return DriverStatement(query.where(Tenant.id == tenant_id))
 
 
 def scoped_tenant_inputs(
@@ -345,23 +346,23 @@ def scoped_tenant_inputs(
     if options.include_operations:
         assert since is not None
         params["since_ts"] = _since_ts(since)
-    row = conn.execute(_scoped_inputs_statement(options.include_operations), params).mappings().first()
+    row = _scoped_inputs_statement(options.include_operations).first(conn, params)
     if row is None:
         return None
-    tenant = {name: row[name] for name in _TENANT_COLUMNS}
+    tenant = {name: getattr(row, name) for name in _TENANT_COLUMNS}
     reports = {}
     for index, report_type in enumerate(layout.REPORTS):
-        report_id = row[f"report_{index}_id"]
+        report_id = getattr(row, f"report_{index}_id")
         reports[report_type] = None if report_id is None else {
             "id": report_id,
-            "fingerprint": row[f"report_{index}_fingerprint"],
-            "generated_at": row[f"report_{index}_generated_at"],
+            "fingerprint": getattr(row, f"report_{index}_fingerprint"),
+            "generated_at": getattr(row, f"report_{index}_generated_at"),
         }
     operations = None
     if options.include_operations:
-        operations = tuple(row[c] for c in ("ops_count", "ops_max_id", "ops_latest", "ops_done", "ops_done_max_id", "ops_done_latest"))
-    inputs = _assemble_inputs(tenant, options, since, basis, reports, row["findings_changes"], operations)
-    return ScopedInputs(workspace_id=row["workspace_id"], capabilities=row["capabilities"], inputs=inputs)
+        operations = (row.ops_count, row.ops_max_id, row.ops_latest, row.ops_done, row.ops_done_max_id, row.ops_done_latest)
+    inputs = _assemble_inputs(tenant, options, since, basis, reports, row.findings_changes, operations)
+    return ScopedInputs(workspace_id=row.workspace_id, capabilities=row.capabilities, inputs=inputs)
 
 
 def tenant_sources(

@@ -6,8 +6,9 @@ import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Connection, event, func, select, update
 
 from domain.states import PackStatus
 from reviewpacks import runtime
@@ -129,6 +130,33 @@ def test_a_request_answered_by_a_live_pack_costs_two_statements_and_no_transacti
             select(AuditLog.details).where(AuditLog.resource_id == first.pack.id).order_by(AuditLog.id)
         ).scalars().all()
     assert [a["outcome"] for a in audits] == ["queued", "reused_active"]
+
+
+def test_without_listeners_a_shared_request_runs_its_two_statements_on_the_driver(env, pg_url, monkeypatch):
+    client, _, ids = env
+    first = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    sent: list[str] = []
+    commits: list[object] = []
+    execute = psycopg.Cursor.execute
+
+    def recorded(cursor, query, *args, **kwargs):
+        sent.append(query)
+        return execute(cursor, query, *args, **kwargs)
+
+    committed = commits.append
+    event.listen(client.engine, "commit", committed)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(psycopg.Cursor, "execute", recorded)
+            patched.setattr(Connection, "execute", lambda *args, **kwargs: pytest.fail("SQLAlchemy ran a statement of the request"))
+            again = client.request_pack(tenant_id=ids.tenant_id, actor_id=ids.manager_id)
+    finally:
+        event.remove(client.engine, "commit", committed)
+    # The cheap path a host without execution listeners gets: the same two statements, no BEGIN or
+    # COMMIT, and psycopg is all that stands between them and the database.
+    assert (again.outcome, again.pack.id) == ("reused_active", first.pack.id)
+    assert len(sent) == 2 and sent[0].startswith("SELECT tenants.id") and sent[1].startswith("WITH live AS")
+    assert commits == [] and _request_audits(pg_url, ids.tenant_id)[-1] == (first.pack.id, "review_pack.requested", "reused_active")
 
 
 def _request_audits(url, tenant_id):
