@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 import psycopg
@@ -15,6 +14,7 @@ from storage import db
 from storage.demo_data import seed_demo
 from storage.driver import DriverStatement
 from storage.models import AuditLog, Json, Tenant, UTCDateTime
+from tests.support.sql import backend_pid, terminate_backend
 
 # Every kind of value the request path reads and binds: ids, a UUID, a JSON document, an aware
 # timestamp (UTCDateTime's processors), a literal of the statement itself, and bound JSON and time.
@@ -158,14 +158,8 @@ def test_a_connection_that_died_fails_as_sqlalchemy_reports_it_and_the_pool_reco
     monkeypatch.setattr(db, "PING_IDLE_AFTER", 30.0)  # no ping at checkout: the statement meets the dead connection
     engine = db.create_engine_for(pg_url)
     try:
-        with engine.connect() as conn:
-            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
-            assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
-            deadline = time.monotonic() + 5
-            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (first,)).fetchone():
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+        first = backend_pid(engine)
+        terminate_backend(pg_url, first)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             with pytest.raises(exc.OperationalError) as raised:
                 TENANT.first(conn, _params(seeded.tenant_id))
