@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import select
+import socket
+import time
+
 import psycopg
 import pytest
 
@@ -38,6 +43,8 @@ def test_an_error_the_server_raises_mid_copy_is_psycopgs_own(conn, count):
     failing = f"COPY (SELECT 10 / (g - {count}) FROM generate_series(1, {count}) g) TO STDOUT"
     with pytest.raises(psycopg.errors.DivisionByZero):
         _read(conn, failing)
+    # Checked before the next statement, whose short answer would never wake a wait for 64 KiB.
+    assert _low_water(conn.pgconn.socket) == 1
     conn.rollback()
     assert conn.execute("SELECT 1").fetchone() == (1,)
 
@@ -52,13 +59,94 @@ def test_a_broken_connection_mid_copy_raises_an_operational_error(conn, pg_url):
                         assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0]
 
 
+def _low_water(fd: int) -> int:
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+
+@pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
+def test_the_socket_wakes_the_reader_late_while_it_reads_and_early_again_after(conn):
+    fd = conn.pgconn.socket
+    seen = []
+    with conn.cursor() as cursor, cursor.copy(ROWS, (100, 50_000)) as copy:
+        for i, row in enumerate(export._copied_rows(copy, conn)):
+            if i in (0, 25_000):
+                seen.append(_low_water(fd))
+            assert len(row) > 100
+    assert seen == [export._WAKE_AT, export._WAKE_AT]
+    assert _low_water(fd) == 1
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def _tcp_pair():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+    return client, accepted
+
+
+@pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
+def test_a_wait_ends_once_a_good_part_of_a_block_has_arrived_or_after_a_short_step():
+    # One piece as PostgreSQL sends it does not end the wait (it ends after the step, and the
+    # reader then takes what is there); many pieces at once end it at once.
+    reader, sender = _tcp_pair()
+    with reader, sender, export._gathered_waits(reader.fileno()) as wait:
+        sender.sendall(b"x" * 8192)
+        started = time.monotonic()
+        assert wait() == []
+        assert time.monotonic() - started >= export._WAIT_MS / 1000 / 2
+        reader.recv(8192)
+        sender.sendall(b"x" * export._WAKE_AT)
+        time.sleep(0.05)  # loopback delivers at once
+        assert wait() != []  # readable, not the step's end (which answers [])
+
+
+@pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
+def test_a_reader_left_mid_copy_restores_the_socket(conn):
+    fd = conn.pgconn.socket
+    with pytest.raises(LookupError):
+        with conn.cursor() as cursor, cursor.copy(ROWS, (100, 50_000)) as copy:
+            rows = export._copied_rows(copy, conn)
+            next(rows)
+            assert _low_water(fd) == export._WAKE_AT
+            rows.close()
+            assert _low_water(fd) == 1
+            raise LookupError
+    conn.rollback()
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+class _CountedPoll:
+    """select.poll, counting the waits."""
+
+    def __init__(self, monkeypatch):
+        self.waits = 0
+        real = select.poll
+
+        def poll():
+            poller = real()
+            counted = self
+
+            class Poller:
+                register = poller.register
+
+                def poll(self, timeout):
+                    counted.waits += 1
+                    return poller.poll(timeout)
+
+            return Poller()
+
+        monkeypatch.setattr(select, "poll", poll)
+
+
 class _Buffered:
     """libpq's buffer as _copied_rows sees it: a queue of get_copy_data answers, some of which
     arrive only when the socket is read (consume_input)."""
 
-    def __init__(self, answers):
+    def __init__(self, answers, fd=-1):
         self.answers = list(answers)
         self.consumed = 0
+        self.socket = fd
 
     def get_copy_data(self, async_):
         assert async_ == 1  # never blocks: waiting is psycopg's
@@ -76,10 +164,11 @@ class _Copy:
         return self.reads.pop(0)
 
 
-def test_when_nothing_is_buffered_psycopg_waits_and_may_read_the_end_itself():
+def test_without_poll_psycopg_waits_and_may_read_the_end_itself(monkeypatch):
     # Rows from the buffer, then an empty buffer and nothing on the socket either: psycopg
     # waits and reads a row, then (on the next empty buffer) the end of the copy, which it
     # finishes itself.
+    monkeypatch.delattr(select, "poll", raising=False)
     raw = type("Raw", (), {"pgconn": _Buffered([(1, b"a"), (0, b""), (0, b""), (1, b"c"), (0, b""), (0, b"")])})()
     copy = _Copy([b"b", b""])
     assert list(export._copied_rows(copy, raw)) == [b"a", b"b", b"c"]
@@ -87,11 +176,16 @@ def test_when_nothing_is_buffered_psycopg_waits_and_may_read_the_end_itself():
     assert raw.pgconn.consumed == 2
 
 
-def test_rows_the_socket_already_holds_are_read_without_waiting():
-    # The buffer is empty, the socket is not: reading it gives the next row, and psycopg's wait
-    # is never entered.
-    raw = type("Raw", (), {"pgconn": _Buffered([(0, b""), (1, b"a"), (1, b"b"), (0, b""), (1, b"c"), (1, b"d")])})()
-    copy = _Copy([b""])
-    rows = export._copied_rows(copy, raw)
-    assert [next(rows) for _ in range(4)] == [b"a", b"b", b"c", b"d"]
-    assert copy.reads == [b""] and raw.pgconn.consumed == 2
+def test_rows_the_socket_already_holds_are_read_without_waiting(monkeypatch):
+    # The buffer is empty, the socket is not: reading it gives the next row, and no wait is
+    # entered, neither psycopg's nor the reader's own.
+    counted = _CountedPoll(monkeypatch)
+    left, right = socket.socketpair()
+    with left, right:
+        buffered = _Buffered([(0, b""), (1, b"a"), (1, b"b"), (0, b""), (1, b"c"), (1, b"d")], left.fileno())
+        raw = type("Raw", (), {"pgconn": buffered})()
+        copy = _Copy([b""])
+        rows = export._copied_rows(copy, raw)
+        assert [next(rows) for _ in range(4)] == [b"a", b"b", b"c", b"d"]
+        assert copy.reads == [b""] and raw.pgconn.consumed == 2
+        assert counted.waits == 0
