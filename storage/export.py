@@ -213,16 +213,15 @@ def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None, span: tup
     return b"".join((body[:start], _copy_cell(fixed).encode("utf-8"), body[end:], b"\n"))
 
 
-def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> tuple[list[int], list[tuple[int, int]]]:
-    """The rows whose evidence the policy has not been seen to leave as it is (``clean``), and
-    every row's :func:`_evidence_span`."""
+def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> list[int]:
+    """The rows whose evidence the policy has not been seen to leave as it is (``clean``)."""
     lines = block.split(b"\n")
     # Split at line ends when every row is one line (the common case, in C); else row by row.
     rows = lines[:-1] if len(lines) == len(ends) + 1 else [block[s : e - 1] for s, e in zip([0, *ends], ends)]
-    spans = list(map(_evidence_span, rows))
-    cells = [row[start:end] for row, (start, end) in zip(rows, spans)]
+    # Each row's _evidence_span, written out: a call per row cost a third of the time.
+    cells = [head[head.rfind(b',"{') + 1 :] for row in rows for head in (row.rsplit(b",", _AFTER_EVIDENCE)[0],)]
     unknown = set(cells).difference(clean)
-    return ([row for row, cell in enumerate(cells) if cell in unknown] if unknown else []), spans
+    return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
 
 
 def _looks(block: bytes, ends: list[int], include_pii: bool) -> dict[int, int]:
@@ -257,8 +256,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     rows = set(long_rows)
     rows.update(looked)
     if not include_pii:
-        unknown, spans = _unknown_evidence(block, ends, clean)
-        rows.update(unknown)
+        rows.update(_unknown_evidence(block, ends, clean))
     if not rows:
         return block
     # The rows in between go into the join as views of the block, not as copies of it.
@@ -274,7 +272,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
             fixed = _fixed(line, False, clean)
         else:
             at = looked.get(row)
-            fixed = _fixed_evidence(line, clean, None if at is None else at - start, spans[row])
+            fixed = _fixed_evidence(line, clean, None if at is None else at - start, _evidence_span(line[:-1]))
         out += [view[done:start], fixed]
         done = ends[row]
     out.append(view[done:])

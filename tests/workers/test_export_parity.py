@@ -300,6 +300,11 @@ def test_a_settled_block_equals_every_row_through_the_row_function(rows, include
     block = b"".join(lines)
     ends = [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
     expected = b"".join(export._fixed(line, include_pii) for line in lines)
+    # The cell by which a row's evidence is known clean is the one its _evidence_span gives.
+    for line in lines:
+        cell = line[slice(*export._evidence_span(line[:-1]))]
+        assert export._unknown_evidence(line, [len(line)], {cell}) == []
+        assert export._unknown_evidence(line, [len(line)], set()) == [0]
     clean: set[bytes] = set()
     # Twice: the second time, evidence seen to be left as it is is known clean.
     assert export._settle(block, ends, [], include_pii, clean) == expected
