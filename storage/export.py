@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import functools
 import os
 import re
 import select
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import psycopg
@@ -345,16 +344,40 @@ def _copied_rows(copy: psycopg.Copy, raw: psycopg.Connection) -> Iterator[memory
 
 # PostgreSQL sends COPY's rows in pieces of 8 KiB. A reader woken for each piece (a million rows
 # of findings: 30,000 waits) spent more on waking than on the rows; woken once 64 KiB are there,
-# or after 5 ms at most, it takes them in a few reads (bench/results.md).
+# or after 5 ms at most, it takes them in a few reads (bench/results.md). The last piece of a copy
+# is always short and waits out the 5 ms, so a copy is read piece by piece until it has needed
+# _WAKE_LATER_AFTER waits (about 1 MiB): a small pack's copy never waits for more.
 _WAKE_AT = 64 * 1024
 _WAIT_MS = 5
+_WAKE_LATER_AFTER = 128
+
+
+class _GatheredWaits:
+    """Waits for COPY's next rows on the connection's socket (see :func:`_gathered_waits`)."""
+
+    def __init__(self, sock: socket.socket, fd: int) -> None:
+        self._sock = sock
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
+        self.waits = 0
+
+    def __call__(self) -> bool:
+        """Wait; whether the socket became readable (False: the wait's time ran out)."""
+        self.waits += 1
+        if self.waits == _WAKE_LATER_AFTER:
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _WAKE_AT)
+            except OSError:
+                pass  # the wait still ends after _WAIT_MS or when anything arrives
+        return bool(self._poller.poll(_WAIT_MS))
 
 
 @contextlib.contextmanager
-def _gathered_waits(fd: int) -> Iterator[Callable[[], object] | None]:
-    """A wait that returns once the socket holds :data:`_WAKE_AT` bytes or :data:`_WAIT_MS` have
-    passed, while the copy is read; the socket's option is restored afterwards, whatever happens,
-    because libpq's and psycopg's own waits would otherwise sleep on a short answer.
+def _gathered_waits(fd: int) -> Iterator[_GatheredWaits | None]:
+    """A wait that returns when rows arrive, and once a copy has waited :data:`_WAKE_LATER_AFTER`
+    times, only when the socket holds :data:`_WAKE_AT` bytes or :data:`_WAIT_MS` have passed.
+    The socket's option is restored afterwards, whatever happens: libpq's and psycopg's own waits
+    would otherwise sleep on a short answer.
     """
     if not hasattr(select, "poll"):
         yield None
@@ -362,13 +385,7 @@ def _gathered_waits(fd: int) -> Iterator[Callable[[], object] | None]:
     # A duplicate of the connection's descriptor: closing it leaves the connection's own open.
     with socket.socket(fileno=os.dup(fd)) as sock:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _WAKE_AT)
-        except OSError:
-            pass  # the wait still ends after _WAIT_MS or when anything arrives
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            yield functools.partial(poller.poll, _WAIT_MS)
+            yield _GatheredWaits(sock, fd)
         finally:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)

@@ -13,6 +13,11 @@ import pytest
 from storage import export
 
 ROWS = "COPY (SELECT g, repeat('x', %s) FROM generate_series(1, %s) g) TO STDOUT WITH (FORMAT csv)"
+# 2 MB that PostgreSQL sends with a pause every 100 kB, so that the reader waits for rows.
+PAUSING = (
+    "COPY (SELECT g, repeat('x', 100), CASE WHEN g % 1000 = 0 THEN pg_sleep(0.01) END "
+    "FROM generate_series(1, 20000) g) TO STDOUT WITH (FORMAT csv)"
+)
 
 
 def _read(conn: psycopg.Connection, statement: str, params=None) -> list[bytes]:
@@ -65,15 +70,35 @@ def _low_water(fd: int) -> int:
 
 
 @pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
-def test_the_socket_wakes_the_reader_late_while_it_reads_and_early_again_after(conn):
+def test_a_small_copy_is_read_as_it_arrives(conn, monkeypatch):
+    # 300 kB, a small pack's findings, whose last 30 kB come after a pause: they end the wait
+    # as they arrive, instead of waiting out the step for 64 KiB that never come.
+    waits = []
+    real = export._GatheredWaits.__call__
+    monkeypatch.setattr(export._GatheredWaits, "__call__", lambda self: waits.append(real(self)) or waits[-1])
+    fd = conn.pgconn.socket
+    seen = set()
+    small = (
+        "COPY (SELECT g, repeat('x', 300), CASE WHEN g = 900 THEN pg_sleep(0.05) END "
+        "FROM generate_series(1, 1000) g) TO STDOUT WITH (FORMAT csv)"
+    )
+    with conn.cursor() as cursor, cursor.copy(small) as copy:
+        for _row in export._copied_rows(copy, conn):
+            seen.add(_low_water(fd))
+    assert seen == {1}
+    assert waits and waits[-1] is True
+
+
+@pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
+def test_a_long_copy_wakes_the_reader_late_and_the_socket_wakes_early_again_after(conn, monkeypatch):
+    monkeypatch.setattr(export, "_WAKE_LATER_AFTER", 1)  # as if this copy had already waited long
     fd = conn.pgconn.socket
     seen = []
-    with conn.cursor() as cursor, cursor.copy(ROWS, (100, 50_000)) as copy:
-        for i, row in enumerate(export._copied_rows(copy, conn)):
-            if i in (0, 25_000):
-                seen.append(_low_water(fd))
+    with conn.cursor() as cursor, cursor.copy(PAUSING) as copy:
+        for row in export._copied_rows(copy, conn):
+            seen.append(_low_water(fd))
             assert len(row) > 100
-    assert seen == [export._WAKE_AT, export._WAKE_AT]
+    assert seen[-1] == export._WAKE_AT
     assert _low_water(fd) == 1
     assert conn.execute("SELECT 1").fetchone() == (1,)
 
@@ -86,28 +111,38 @@ def _tcp_pair():
 
 
 @pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
-def test_a_wait_ends_once_a_good_part_of_a_block_has_arrived_or_after_a_short_step():
-    # One piece as PostgreSQL sends it does not end the wait (it ends after the step, and the
-    # reader then takes what is there); many pieces at once end it at once.
+def test_after_many_waits_a_wait_ends_once_a_good_part_of_a_block_has_arrived_or_after_a_short_step():
     reader, sender = _tcp_pair()
-    with reader, sender, export._gathered_waits(reader.fileno()) as wait:
-        sender.sendall(b"x" * 8192)
-        started = time.monotonic()
-        assert wait() == []
-        assert time.monotonic() - started >= export._WAIT_MS / 1000 / 2
-        reader.recv(8192)
-        sender.sendall(b"x" * export._WAKE_AT)
-        time.sleep(0.05)  # loopback delivers at once
-        assert wait() != []  # readable, not the step's end (which answers [])
+    with reader, sender:
+        with export._gathered_waits(reader.fileno()) as wait:
+            # At first one piece, as PostgreSQL sends it, ends a wait.
+            sender.sendall(b"x" * 8192)
+            time.sleep(0.05)  # loopback delivers at once
+            assert wait() is True
+            assert _low_water(reader.fileno()) == 1
+            # Then it no longer does: the wait ends after the step, and the reader takes what is there.
+            wait.waits = export._WAKE_LATER_AFTER - 1
+            started = time.monotonic()
+            assert wait() is False
+            assert time.monotonic() - started >= export._WAIT_MS / 1000 / 2
+            assert _low_water(reader.fileno()) == export._WAKE_AT
+            reader.recv(8192)
+            sender.sendall(b"x" * export._WAKE_AT)
+            time.sleep(0.05)
+            assert wait() is True  # many pieces at once end it
+        assert _low_water(reader.fileno()) == 1
 
 
 @pytest.mark.skipif(not hasattr(select, "poll"), reason="gathered waits need poll()")
-def test_a_reader_left_mid_copy_restores_the_socket(conn):
+def test_a_reader_left_mid_copy_restores_the_socket(conn, monkeypatch):
+    monkeypatch.setattr(export, "_WAKE_LATER_AFTER", 1)
     fd = conn.pgconn.socket
     with pytest.raises(LookupError):
-        with conn.cursor() as cursor, cursor.copy(ROWS, (100, 50_000)) as copy:
+        with conn.cursor() as cursor, cursor.copy(PAUSING) as copy:
             rows = export._copied_rows(copy, conn)
-            next(rows)
+            # Up to the first pause: the reader has waited, and wakes late from then on.
+            for _ in range(1_100):
+                next(rows)
             assert _low_water(fd) == export._WAKE_AT
             rows.close()
             assert _low_water(fd) == 1
