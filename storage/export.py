@@ -190,16 +190,16 @@ def _quoted_object(cell: bytes) -> bool:
     return len(cell) >= 4 and cell.endswith(b'}"') and b'"' not in cell[1:-1].replace(b'""', b"")
 
 
-def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None, span: tuple[int, int]) -> bytes:
+def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
     """Without personal data: a row through the row function, or only its evidence cell when
     nothing before the evidence matched a look (the timestamps after it are the query's).
 
     ``looked`` is where the leftmost match of either look in the row starts, if any: no match of
     a look crosses from one cell into the next quoted object, so one that starts in the evidence
-    or after it leaves the cells before it alone. ``span`` is the row's :func:`_evidence_span`.
+    or after it leaves the cells before it alone.
     """
     body = row[:-1]
-    start, end = span
+    start, end = _evidence_span(body)
     cell = body[start:end]
     if start == 0 or not _quoted_object(cell) or (looked is not None and looked < start):
         return _fixed(row, False, clean)
@@ -271,7 +271,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
             fixed = _fixed(line, False, clean)
         else:
             at = looked.get(row)
-            fixed = _fixed_evidence(line, clean, None if at is None else at - start, _evidence_span(line[:-1]))
+            fixed = _fixed_evidence(line, clean, None if at is None else at - start)
         out += [view[done:start], fixed]
         done = ends[row]
     out.append(view[done:])
@@ -355,10 +355,10 @@ _WAKE_LATER_AFTER = 128
 class _GatheredWaits:
     """Waits for COPY's next rows on the connection's socket (see :func:`_gathered_waits`)."""
 
-    def __init__(self, sock: socket.socket, fd: int) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._poller = select.poll()
-        self._poller.register(fd, select.POLLIN)
+        self._poller.register(sock, select.POLLIN)
         self.waits = 0
 
     def __call__(self) -> bool:
@@ -385,7 +385,7 @@ def _gathered_waits(fd: int) -> Iterator[_GatheredWaits | None]:
     # A duplicate of the connection's descriptor: closing it leaves the connection's own open.
     with socket.socket(fileno=os.dup(fd)) as sock:
         try:
-            yield _GatheredWaits(sock, fd)
+            yield _GatheredWaits(sock)
         finally:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)

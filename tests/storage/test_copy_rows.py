@@ -64,6 +64,19 @@ def test_a_broken_connection_mid_copy_raises_an_operational_error(conn, pg_url):
                         assert admin.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0]
 
 
+def _recorded_waits(monkeypatch) -> list[bool]:
+    """What each of the reader's own waits answered (True: rows arrived, False: its time ran out)."""
+    answers: list[bool] = []
+    real = export._GatheredWaits.__call__
+
+    def wait(self) -> bool:
+        answers.append(real(self))
+        return answers[-1]
+
+    monkeypatch.setattr(export._GatheredWaits, "__call__", wait)
+    return answers
+
+
 def _low_water(fd: int) -> int:
     with socket.socket(fileno=os.dup(fd)) as sock:
         return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
@@ -73,9 +86,7 @@ def _low_water(fd: int) -> int:
 def test_a_small_copy_is_read_as_it_arrives(conn, monkeypatch):
     # 300 kB, a small pack's findings, whose last 30 kB come after a pause: they end the wait
     # as they arrive, instead of waiting out the step for 64 KiB that never come.
-    waits = []
-    real = export._GatheredWaits.__call__
-    monkeypatch.setattr(export._GatheredWaits, "__call__", lambda self: waits.append(real(self)) or waits[-1])
+    waits = _recorded_waits(monkeypatch)
     fd = conn.pgconn.socket
     seen = set()
     small = (
@@ -151,29 +162,6 @@ def test_a_reader_left_mid_copy_restores_the_socket(conn, monkeypatch):
     assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-class _CountedPoll:
-    """select.poll, counting the waits."""
-
-    def __init__(self, monkeypatch):
-        self.waits = 0
-        real = select.poll
-
-        def poll():
-            poller = real()
-            counted = self
-
-            class Poller:
-                register = poller.register
-
-                def poll(self, timeout):
-                    counted.waits += 1
-                    return poller.poll(timeout)
-
-            return Poller()
-
-        monkeypatch.setattr(select, "poll", poll)
-
-
 class _Buffered:
     """libpq's buffer as _copied_rows sees it: a queue of get_copy_data answers, some of which
     arrive only when the socket is read (consume_input)."""
@@ -214,7 +202,7 @@ def test_without_poll_psycopg_waits_and_may_read_the_end_itself(monkeypatch):
 def test_rows_the_socket_already_holds_are_read_without_waiting(monkeypatch):
     # The buffer is empty, the socket is not: reading it gives the next row, and no wait is
     # entered, neither psycopg's nor the reader's own.
-    counted = _CountedPoll(monkeypatch)
+    waits = _recorded_waits(monkeypatch)
     left, right = socket.socketpair()
     with left, right:
         buffered = _Buffered([(0, b""), (1, b"a"), (1, b"b"), (0, b""), (1, b"c"), (1, b"d")], left.fileno())
@@ -223,4 +211,4 @@ def test_rows_the_socket_already_holds_are_read_without_waiting(monkeypatch):
         rows = export._copied_rows(copy, raw)
         assert [next(rows) for _ in range(4)] == [b"a", b"b", b"c", b"d"]
         assert copy.reads == [b""] and raw.pgconn.consumed == 2
-        assert counted.waits == 0
+        assert waits == []
