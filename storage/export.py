@@ -31,7 +31,7 @@ import os
 import re
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import NamedTuple
 
 import psycopg
@@ -212,14 +212,31 @@ def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
     return b"".join((body[:start], _copy_cell(fixed).encode("utf-8"), body[end:], b"\n"))
 
 
-def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes]) -> list[int]:
-    """The rows whose evidence the policy has not been seen to leave as it is (``clean``)."""
+def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes], looked: Collection[int] = ()) -> list[int]:
+    """The rows whose evidence the policy is not known to leave as it is (``clean``).
+
+    Each distinct evidence the block holds that is not known yet is judged once, here: small
+    packs repeat a few hundred values over their rows, which would otherwise each go through
+    the policy. The evidence of a ``looked`` row is left to that row's own pass.
+    """
     lines = block.split(b"\n")
     # Split at line ends when every row is one line (the common case, in C); else row by row.
     rows = lines[:-1] if len(lines) == len(ends) + 1 else [block[s : e - 1] for s, e in zip([0, *ends], ends)]
     # Each row's _evidence_span, written out: a call per row cost a third of the time.
     cells = [head[head.rfind(b',"{') + 1 :] for row in rows for head in (row.rsplit(b",", _AFTER_EVIDENCE)[0],)]
     unknown = set(cells).difference(clean)
+    if not unknown:
+        return []
+    judged = unknown.difference(cells[row] for row in looked)
+    for cell in judged:
+        if len(clean) >= _CLEAN_KEPT:
+            break
+        # A cell of at most _CLEAN_TEXT characters holds at most four bytes for each, and its quotes.
+        if len(cell) <= 4 * _CLEAN_TEXT + 2 and _quoted_object(cell):
+            evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
+            if len(evidence) <= _CLEAN_TEXT and documents.copied_evidence_cell(evidence, include_pii=False) == evidence:
+                clean.add(cell)
+    unknown.difference_update(clean)
     return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
 
 
@@ -255,7 +272,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     rows = set(long_rows)
     rows.update(looked)
     if not include_pii:
-        rows.update(_unknown_evidence(block, ends, clean))
+        rows.update(_unknown_evidence(block, ends, clean, looked))
     if not rows:
         return block
     # The rows in between go into the join as views of the block, not as copies of it.
