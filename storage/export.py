@@ -11,8 +11,8 @@ a row that does not match is already exactly what the row function would
 return, so the block goes into the ZIP as PostgreSQL sent it. Without
 personal data a second pattern finds personal data by shape
 (:func:`domain.documents.copy_personal_look_pattern`), and a row whose evidence
-the allow-list has not already been seen to leave unchanged in this export goes
-through the policy too; the subject's name is replaced in the query. Each row's
+the allow-list has not already been seen to leave unchanged (by this process, in
+any pack) goes through the policy too; the subject's name is replaced in the query. Each row's
 evidence is taken out of a block with byte operations that run in C, and a row
 whose cells before the evidence match neither pattern has only its evidence
 replaced (:func:`domain.documents.copied_evidence_cell`), not parsed and
@@ -158,16 +158,28 @@ def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> by
         for cell, out in zip(cells, documents.copied_finding_row(cells, include_pii=include_pii), strict=True)
     ]
     evidence = cells[_EVIDENCE]
-    if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence and len(evidence) <= _CLEAN_TEXT:
+    if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence:
         # The policy left this evidence as it is: rows that carry it need no second look at it.
-        if len(clean) < _CLEAN_KEPT:
-            clean.add(_copy_cell(evidence).encode("utf-8"))
+        _remember(clean, _copy_cell(evidence).encode("utf-8"))
     return copy_line(fixed)
 
 
 _EVIDENCE = layout.FINDINGS_COLUMNS.index("evidence")
-_CLEAN_TEXT = 1024  # evidence remembered as clean, at most this long ...
-_CLEAN_KEPT = 65_536  # ... and at most this many per export
+# Evidence the policy leaves as it is, without personal data, as COPY writes its cell. The verdict
+# depends on the text alone, so it holds for every pack the process builds: packs of one rule's
+# findings repeat a few hundred values, across tenants too. At most _CLEAN_KEPT cells of at most
+# _CLEAN_CELL bytes are kept (17 MiB at worst); when full, the set starts over.
+_CLEAN_CELL = 1024
+_CLEAN_KEPT = 16_384
+_KNOWN_CLEAN: set[bytes] = set()
+
+
+def _remember(clean: set[bytes], cell: bytes) -> None:
+    if len(cell) <= _CLEAN_CELL:
+        if len(clean) >= _CLEAN_KEPT:
+            clean.clear()
+        clean.add(cell)
+
 
 # The evidence is followed only by the timestamps, which hold no comma (NULL, or the query's format).
 _AFTER_EVIDENCE = len(layout.FINDINGS_COLUMNS) - 1 - _EVIDENCE
@@ -206,8 +218,7 @@ def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
     evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
     fixed = documents.copied_evidence_cell(evidence, include_pii=False)
     if fixed == evidence:
-        if len(evidence) <= _CLEAN_TEXT and len(clean) < _CLEAN_KEPT:
-            clean.add(cell)
+        _remember(clean, cell)
         return row
     return b"".join((body[:start], _copy_cell(fixed).encode("utf-8"), body[end:], b"\n"))
 
@@ -227,15 +238,11 @@ def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes], looked: 
     unknown = set(cells).difference(clean)
     if not unknown:
         return []
-    judged = unknown.difference(cells[row] for row in looked)
-    for cell in judged:
-        if len(clean) >= _CLEAN_KEPT:
-            break
-        # A cell of at most _CLEAN_TEXT characters holds at most four bytes for each, and its quotes.
-        if len(cell) <= 4 * _CLEAN_TEXT + 2 and _quoted_object(cell):
+    for cell in unknown.difference(cells[row] for row in looked):
+        if len(cell) <= _CLEAN_CELL and _quoted_object(cell):
             evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
-            if len(evidence) <= _CLEAN_TEXT and documents.copied_evidence_cell(evidence, include_pii=False) == evidence:
-                clean.add(cell)
+            if documents.copied_evidence_cell(evidence, include_pii=False) == evidence:
+                _remember(clean, cell)
     unknown.difference_update(clean)
     return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
 
@@ -266,7 +273,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     With personal data, the rows the first look matches. Without, also the rows that hold
     personal data by shape anywhere, and the rows whose evidence the policy has not yet been
     seen to leave as it is: evidence repeats across findings, so after the first rows most
-    evidence is known (``clean``, per export).
+    evidence is known (``clean``, :data:`_KNOWN_CLEAN` for the process).
     """
     looked = _looks(block, ends, include_pii)
     rows = set(long_rows)
@@ -306,7 +313,6 @@ class Block(NamedTuple):
 
 
 def _blocks(raw: psycopg.Connection, tenant_id: int, include_pii: bool) -> Iterator[Block]:
-    clean: set[bytes] = set()
     with raw.cursor() as cursor:
         with cursor.copy(findings_copy_sql(), copy_params(tenant_id, include_pii)) as copy:
             # COPY sends one message per row; the row ends are kept so that a match found in a
@@ -320,11 +326,11 @@ def _blocks(raw: psycopg.Connection, tenant_id: int, include_pii: bool) -> Itera
                 buffer += data
                 ends.append(len(buffer))
                 if len(buffer) >= BLOCK_SIZE:
-                    yield Block(_settle(bytes(buffer), ends, long_rows, include_pii, clean), len(ends))
+                    yield Block(_settle(bytes(buffer), ends, long_rows, include_pii, _KNOWN_CLEAN), len(ends))
                     buffer.clear()
                     ends, long_rows = [], []
             if buffer:
-                yield Block(_settle(bytes(buffer), ends, long_rows, include_pii, clean), len(ends))
+                yield Block(_settle(bytes(buffer), ends, long_rows, include_pii, _KNOWN_CLEAN), len(ends))
 
 
 def _copied_rows(copy: psycopg.Copy, raw: psycopg.Connection) -> Iterator[memoryview]:

@@ -363,6 +363,48 @@ def test_without_personal_data_known_clean_evidence_skips_the_row_function(monke
     assert b"Mia Manager" not in first
 
 
+def test_without_personal_data_evidence_known_clean_in_one_pack_is_known_in_the_next(pg_url, monkeypatch):
+    """The verdict on evidence depends on its text alone: the next export, of another tenant too, reuses it."""
+    from storage import export
+
+    monkeypatch.setattr(export, "_KNOWN_CLEAN", set())
+    common = {"role": "Global Administrator", "last_sign_in_days": 3}
+    personal = {"role": "Global Administrator", "manager": {"displayName": "Mia Manager"}}
+    engine = runtime.engine_for(pg_url)
+    with engine.connect() as conn, conn.begin() as transaction:
+        tenants = [seed_demo_in(conn) for _ in range(2)]
+        conn.execute(Finding.__table__.insert(), [
+            {"tenant_id": tenant_id, "finding_type": "stale_account", "severity": "high", "status": "new",
+             "subject_type": "user", "subject_display_name": "Jane Doe", "title": "Top risks",
+             "evidence": personal if i == 3 else common}
+            for tenant_id in tenants for i in range(5)
+        ])
+        real, calls = documents.copied_evidence, []
+        monkeypatch.setattr(documents, "copied_evidence", lambda text, **kw: calls.append(json.loads(text)) or real(text, **kw))
+        first = b"".join(block.data for block in export.copy_findings(conn, tenants[0], include_pii=False))
+        assert sorted(calls, key=lambda value: "manager" in value) == [common, personal, personal]
+        calls.clear()
+        second = b"".join(block.data for block in export.copy_findings(conn, tenants[1], include_pii=False))
+        assert calls == [personal, personal]  # judged, then rewritten for its row
+        transaction.rollback()
+    assert b"Mia Manager" not in first + second
+    assert len(export._KNOWN_CLEAN) == 1
+
+
+def test_the_known_clean_evidence_is_bounded(monkeypatch):
+    from storage import export
+
+    monkeypatch.setattr(export, "_CLEAN_KEPT", 3)
+    clean: set[bytes] = set()
+    for cell in (b'"{1}"', b'"{2}"', b'"{3}"'):
+        export._remember(clean, cell)
+    assert clean == {b'"{1}"', b'"{2}"', b'"{3}"'}
+    export._remember(clean, b'"{4}"')  # full: the set starts over
+    assert clean == {b'"{4}"'}
+    export._remember(clean, b'"{' + b"x" * export._CLEAN_CELL + b'}"')  # too long to keep
+    assert clean == {b'"{4}"'}
+
+
 @pytest.mark.parametrize(
     ("title", "whole_row"),
     [("Top risks", False), ("Ask mia@contoso.com", True), ("=HYPERLINK(1)", True), ("token=abc", True)],
