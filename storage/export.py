@@ -12,11 +12,11 @@ return, so the block goes into the ZIP as PostgreSQL sent it. Without
 personal data a second pattern finds personal data by shape
 (:func:`domain.documents.copy_personal_look_pattern`), and a row whose evidence
 the allow-list has not already been seen to leave unchanged (by this process, in
-any pack) goes through the policy too; the subject's name is replaced in the query. Each row's
-evidence is taken out of a block with byte operations that run in C, and a row
-whose cells before the evidence match neither pattern has only its evidence
-replaced (:func:`domain.documents.copied_evidence_cell`), not parsed and
-written again cell by cell.
+any pack) goes through the policy too; the subject's name is replaced in the
+query. Each row's evidence is taken out of a block with byte operations that run
+in C, and a row whose cells before the evidence match neither pattern has only
+its evidence replaced (:func:`domain.documents.copied_evidence_cell`), not
+parsed and written again cell by cell.
 
 Evidence is printed as PostgreSQL prints jsonb, where the portable path prints
 compact sorted JSON: the same values, not the same bytes. A given deployment
@@ -238,13 +238,19 @@ def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes], looked: 
     unknown = set(cells).difference(clean)
     if not unknown:
         return []
-    for cell in unknown.difference(cells[row] for row in looked):
-        if len(cell) <= _CLEAN_CELL and _quoted_object(cell):
-            evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
-            if documents.copied_evidence_cell(evidence, include_pii=False) == evidence:
-                _remember(clean, cell)
-    unknown.difference_update(clean)
+    learned = [cell for cell in unknown.difference(cells[row] for row in looked) if _left_as_it_is(cell)]
+    for cell in learned:
+        _remember(clean, cell)
+    unknown.difference_update(learned)
     return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
+
+
+def _left_as_it_is(cell: bytes) -> bool:
+    """Whether the policy, without personal data, leaves an evidence cell (quoted object) as it is."""
+    if len(cell) > _CLEAN_CELL or not _quoted_object(cell):
+        return False
+    evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
+    return documents.copied_evidence_cell(evidence, include_pii=False) == evidence
 
 
 def _looks(block: bytes, ends: list[int], include_pii: bool) -> dict[int, int]:
