@@ -158,7 +158,7 @@ def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> by
         for cell, out in zip(cells, documents.copied_finding_row(cells, include_pii=include_pii), strict=True)
     ]
     evidence = cells[_EVIDENCE]
-    if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence:
+    if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence and len(evidence) <= _CLEAN_CELL:
         # The policy left this evidence as it is: rows that carry it need no second look at it.
         _remember(clean, _copy_cell(evidence).encode("utf-8"))
     return copy_line(fixed)
@@ -202,6 +202,11 @@ def _quoted_object(cell: bytes) -> bool:
     return len(cell) >= 4 and cell.endswith(b'}"') and b'"' not in cell[1:-1].replace(b'""', b"")
 
 
+def _object_text(cell: bytes) -> str:
+    """The JSON text of a quoted-object evidence cell."""
+    return cell[1:-1].replace(b'""', b'"').decode("utf-8")
+
+
 def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
     """Without personal data: a row through the row function, or only its evidence cell when
     nothing before the evidence matched a look (the timestamps after it are the query's).
@@ -215,7 +220,7 @@ def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
     cell = body[start:end]
     if start == 0 or not _quoted_object(cell) or (looked is not None and looked < start):
         return _fixed(row, False, clean)
-    evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
+    evidence = _object_text(cell)
     fixed = documents.copied_evidence_cell(evidence, include_pii=False)
     if fixed == evidence:
         _remember(clean, cell)
@@ -249,7 +254,7 @@ def _left_as_it_is(cell: bytes) -> bool:
     """Whether the policy, without personal data, leaves an evidence cell (quoted object) as it is."""
     if len(cell) > _CLEAN_CELL or not _quoted_object(cell):
         return False
-    evidence = cell[1:-1].replace(b'""', b'"').decode("utf-8")
+    evidence = _object_text(cell)
     return documents.copied_evidence_cell(evidence, include_pii=False) == evidence
 
 
