@@ -62,6 +62,12 @@ _SUMMARY_MAX_CHARS = 200
 _PREVIEW_ITEMS = 4
 
 
+def load_templates() -> None:
+    """Compile both pages' templates now rather than on the first pack (a worker does it before it forks)."""
+    for name in ("tenant_summary.html", "review_summary.html"):
+        _env.get_template(name)
+
+
 def render_tenant_summary(ctx: dict[str, Any]) -> str:
     """Return the executive summary page of a tenant pack."""
     counts = ctx["counts"]

@@ -20,6 +20,7 @@ from types import ModuleType
 from celery import Celery
 from celery.signals import after_setup_logger, worker_init, worker_process_init
 
+from domain import executive_summary
 from reviewpacks import logs, runtime
 from reviewpacks.settings import Settings
 from scheduler.schedule import beat_schedule
@@ -100,10 +101,23 @@ def _keep_large_buffers(**_kwargs: object) -> None:
     allocator.keep_large_buffers()
 
 
+@worker_init.connect
+def _compile_templates(**_kwargs: object) -> None:
+    # Compiled once before the pool forks, the summary templates are every child's from its first pack on.
+    executive_summary.load_templates()
+
+
 @worker_process_init.connect
 def _fresh_connections(**_kwargs: object) -> None:
     # A forked child must not reuse the parent's pooled database sockets or its S3 client.
     runtime.after_fork()
+    # The child's own S3 client is built now, not by its first pack: building one reads the
+    # service's models (tens of milliseconds, more on a busy machine). It sends no request, so
+    # storage that is down delays nothing; settings it cannot use fail the first pack, as before.
+    try:
+        _ = runtime.current().store
+    except Exception as exc:  # noqa: BLE001 - the first pack reports it with a reason code
+        logs.get_logger("reviewpacks.worker").warning("worker.store_not_built", error=type(exc).__name__)
 
 
 @after_setup_logger.connect

@@ -67,3 +67,52 @@ def test_a_forked_child_opens_its_own_database_connections(tmp_path):
 def test_explicit_settings_can_be_given_a_store(tmp_path):
     marker = object()
     assert runtime.Runtime(Settings(home=tmp_path), store=marker).store is marker
+
+
+def test_a_pool_child_builds_its_store_as_it_starts_and_its_first_pack_reuses_it(tmp_path, fresh_current, monkeypatch):
+    from workers import app as worker_app
+
+    monkeypatch.setenv("REVIEWPACKS_HOME", str(tmp_path))
+    monkeypatch.delenv("REVIEWPACKS_ARTIFACT_STORE", raising=False)
+    built = []
+    real = runtime.artifact_store_from_settings
+    monkeypatch.setattr(runtime, "artifact_store_from_settings", lambda settings: built.append(real(settings)) or built[-1])
+
+    worker_app._fresh_connections()
+    assert len(built) == 1
+    assert runtime.current().store is built[0]
+    assert len(built) == 1
+
+    worker_app._fresh_connections()  # the next child, forked from a parent that had one
+    assert len(built) == 2 and runtime.current().store is built[1]
+
+
+def test_a_store_the_settings_cannot_build_does_not_stop_a_pool_child_and_is_logged_by_its_type(
+    tmp_path, fresh_current, monkeypatch, caplog
+):
+    from workers import app as worker_app
+
+    monkeypatch.setenv("REVIEWPACKS_HOME", str(tmp_path))
+
+    def broken(settings):
+        raise ValueError("cannot use s3://tenant-secrets.example.com/packs")
+
+    monkeypatch.setattr(runtime, "artifact_store_from_settings", broken)
+    with caplog.at_level("WARNING", logger="reviewpacks"):
+        worker_app._fresh_connections()
+    assert "worker.store_not_built" in caplog.text and "ValueError" in caplog.text
+    assert "tenant-secrets" not in caplog.text
+    with pytest.raises(ValueError):
+        runtime.current().store  # noqa: B018 - the first pack meets the same error, with its reason code
+
+
+def test_a_worker_compiles_the_summary_templates_before_it_forks(monkeypatch):
+    from jinja2.utils import LRUCache
+
+    from domain import executive_summary
+    from workers import app as worker_app
+
+    cache = LRUCache(10)
+    monkeypatch.setattr(executive_summary._env, "cache", cache)
+    worker_app._compile_templates()
+    assert sorted(name for _, name in cache.keys()) == ["review_summary.html", "tenant_summary.html"]
