@@ -186,16 +186,27 @@ _AFTER_EVIDENCE = len(layout.FINDINGS_COLUMNS) - 1 - _EVIDENCE
 assert layout.FINDINGS_COLUMNS[_EVIDENCE + 1 :] == layout.FINDINGS_TIMESTAMP_COLUMNS
 
 
+# The one object COPY leaves unquoted, and what a finding without evidence gets; with the comma before it.
+_EMPTY_OBJECT = b"{}"
+_COMMA_EMPTY_OBJECT = b"," + _EMPTY_OBJECT
+
+
 def _evidence_span(row: bytes) -> tuple[int, int]:
     """Where the evidence cell of one row (without its line end) starts and ends, when it is a
-    quoted object; otherwise a span of bytes that no remembered evidence equals.
+    quoted object or the empty object; otherwise a span of bytes that no remembered evidence equals.
 
-    The last ,"{ before the timestamps opens the evidence cell when that is a quoted object: it
-    only ever opens a cell, since inside a quoted cell every quote is doubled. Otherwise the bytes
-    from there span a cell's closing quote, and every remembered cell holds only doubled quotes.
+    The empty object, which is also what a finding without evidence gets, is the one object COPY
+    leaves unquoted: it ends the bytes before the timestamps, after a comma (an unquoted cell
+    holds none). The last ,"{ before the timestamps opens the evidence cell when that is a quoted
+    object: it only ever opens a cell, since inside a quoted cell every quote is doubled.
+    Otherwise the bytes from there span a cell's closing quote, and every remembered cell holds
+    only doubled quotes or is the empty object.
     """
     end = len(row.rsplit(b",", _AFTER_EVIDENCE)[0])
+    if row.endswith(_COMMA_EMPTY_OBJECT, 0, end):
+        return end - 2, end
     return row.rfind(b',"{', 0, end) + 1, end
+
 
 
 def _quoted_object(cell: bytes) -> bool:
@@ -239,7 +250,11 @@ def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes], looked: 
     # Split at line ends when every row is one line (the common case, in C); else row by row.
     rows = lines[:-1] if len(lines) == len(ends) + 1 else [block[s : e - 1] for s, e in zip([0, *ends], ends)]
     # Each row's _evidence_span, written out: a call per row cost a third of the time.
-    cells = [head[head.rfind(b',"{') + 1 :] for row in rows for head in (row.rsplit(b",", _AFTER_EVIDENCE)[0],)]
+    cells = [
+        _EMPTY_OBJECT if head.endswith(_COMMA_EMPTY_OBJECT) else head[head.rfind(b',"{') + 1 :]
+        for row in rows
+        for head in (row.rsplit(b",", _AFTER_EVIDENCE)[0],)
+    ]
     unknown = set(cells).difference(clean)
     if not unknown:
         return []
@@ -251,10 +266,13 @@ def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes], looked: 
 
 
 def _left_as_it_is(cell: bytes) -> bool:
-    """Whether the policy, without personal data, leaves an evidence cell (quoted object) as it is."""
-    if len(cell) > _CLEAN_CELL or not _quoted_object(cell):
+    """Whether the policy, without personal data, leaves an evidence cell (an object) as it is."""
+    if cell == _EMPTY_OBJECT:
+        evidence = "{}"
+    elif len(cell) <= _CLEAN_CELL and _quoted_object(cell):
+        evidence = _object_text(cell)
+    else:
         return False
-    evidence = _object_text(cell)
     return documents.copied_evidence_cell(evidence, include_pii=False) == evidence
 
 

@@ -308,7 +308,7 @@ def test_a_settled_block_equals_every_row_through_the_row_function(rows, include
         learned: set[bytes] = set()
         value = _EVIDENCE_POOL[evidence]
         text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
-        left = isinstance(value, dict) and value != {} and documents.copied_evidence_cell(text, include_pii=False) == text
+        left = isinstance(value, dict) and documents.copied_evidence_cell(text, include_pii=False) == text
         assert export._unknown_evidence(line, [len(line)], learned) == ([] if left else [0])
         assert learned == ({cell} if left else set())
         # A looked row's evidence is left to the row's own pass.
@@ -361,6 +361,28 @@ def test_without_personal_data_known_clean_evidence_skips_the_row_function(monke
     assert export._settle(block, ends, [], False, clean) == first
     assert calls == [personal_text, personal_text]  # only the evidence that names a person
     assert b"Mia Manager" not in first
+
+
+def test_without_personal_data_findings_without_evidence_skip_the_row_function(monkeypatch):
+    """The empty object, which COPY leaves unquoted, is judged once like any other evidence."""
+    from storage import export
+
+    lines = [
+        export.copy_line([str(i), "stale_account", "high", "new", "user", None, redaction.PII_PLACEHOLDER,
+                          "Top risks", "{}", "2026-11-20T10:00:00Z", None, "2026-11-20T10:00:00Z"])
+        for i in range(1, 11)
+    ]
+    block, ends = b"".join(lines), [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
+    real_evidence, judged = documents.copied_evidence, []
+    monkeypatch.setattr(documents, "copied_evidence", lambda text, **kw: judged.append(text) or real_evidence(text, **kw))
+    real_row, rows = export._fixed, []
+    monkeypatch.setattr(export, "_fixed", lambda row, *args: rows.append(row) or real_row(row, *args))
+    clean: set[bytes] = set()
+    assert export._settle(block, ends, [], False, clean) == block
+    assert judged == ["{}"] and rows == [] and clean == {b"{}"}
+    judged.clear()
+    assert export._settle(block, ends, [], False, clean) == block
+    assert judged == [] and rows == []
 
 
 def test_without_personal_data_evidence_known_clean_in_one_pack_is_known_in_the_next(pg_url, monkeypatch):
