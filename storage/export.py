@@ -14,9 +14,11 @@ personal data a second pattern finds personal data by shape
 the allow-list has not already been seen to leave unchanged (by this process, in
 any pack) goes through the policy too; the subject's name is replaced in the
 query. Each row's evidence is taken out of a block with byte operations that run
-in C, and a row whose cells before the evidence match neither pattern has only
-its evidence replaced (:func:`domain.documents.copied_evidence_cell`), not
-parsed and written again cell by cell.
+in C, and a row whose cells before the evidence no pattern matches has only its
+evidence replaced (:func:`domain.documents.copied_evidence_cell`), not parsed and
+written again cell by cell, with personal data and without. Each distinct evidence
+goes through the policy once per block: findings of one rule repeat their evidence,
+long values too.
 
 Evidence is printed as PostgreSQL prints jsonb, where the portable path prints
 compact sorted JSON: the same values, not the same bytes. A given deployment
@@ -208,7 +210,6 @@ def _evidence_span(row: bytes) -> tuple[int, int]:
     return row.rfind(b',"{', 0, end) + 1, end
 
 
-
 def _quoted_object(cell: bytes) -> bool:
     return len(cell) >= 4 and cell.endswith(b'}"') and b'"' not in cell[1:-1].replace(b'""', b"")
 
@@ -218,62 +219,89 @@ def _object_text(cell: bytes) -> str:
     return cell[1:-1].replace(b'""', b'"').decode("utf-8")
 
 
-def _fixed_evidence(row: bytes, clean: set[bytes], looked: int | None) -> bytes:
-    """Without personal data: a row through the row function, or only its evidence cell when
-    nothing before the evidence matched a look (the timestamps after it are the query's).
+def _policy_cell(cell: bytes, include_pii: bool) -> bytes | None:
+    """An evidence cell as the policy leaves it, in COPY's CSV (the same bytes when it changes
+    nothing); None when the cell is not an object, whose row goes through the row function."""
+    if cell == _EMPTY_OBJECT:
+        evidence = "{}"
+    elif _quoted_object(cell):
+        evidence = _object_text(cell)
+    else:
+        return None
+    fixed = documents.copied_evidence_cell(evidence, include_pii=include_pii)
+    return cell if fixed == evidence else _copy_cell(fixed).encode("utf-8")
 
-    ``looked`` is where the leftmost match of either look in the row starts, if any: no match of
-    a look crosses from one cell into the next quoted object, so one that starts in the evidence
-    or after it leaves the cells before it alone.
+
+def _fixed_evidence(
+    row: bytes, include_pii: bool, clean: set[bytes], looked: int | None, fixed_cells: dict[bytes, bytes]
+) -> bytes:
+    """A row through the row function, or only its evidence cell when nothing before the
+    evidence matched a look (the timestamps after it are the query's).
+
+    ``looked`` is where the leftmost match of a look in the row starts, if any: no match of a
+    look crosses from one cell into the next quoted object, so one that starts in the evidence
+    or after it leaves the cells before it alone. ``fixed_cells`` holds the block's evidence cells
+    the policy has already been asked about: findings of one rule repeat their evidence, long
+    values too, and each distinct one goes through the policy once per block.
     """
     body = row[:-1]
     start, end = _evidence_span(body)
+    if start == 0 or (looked is not None and looked < start):
+        return _fixed(row, include_pii, None if include_pii else clean)
     cell = body[start:end]
-    if start == 0 or not _quoted_object(cell) or (looked is not None and looked < start):
-        return _fixed(row, False, clean)
-    evidence = _object_text(cell)
-    fixed = documents.copied_evidence_cell(evidence, include_pii=False)
-    if fixed == evidence:
-        _remember(clean, cell)
+    fixed = fixed_cells.get(cell)
+    if fixed is None:
+        fixed = _policy_cell(cell, include_pii)
+        if fixed is None:
+            return _fixed(row, include_pii, None if include_pii else clean)
+        fixed_cells[cell] = fixed
+        if fixed == cell and not include_pii:
+            _remember(clean, cell)
+    if fixed == cell:
         return row
-    return b"".join((body[:start], _copy_cell(fixed).encode("utf-8"), body[end:], b"\n"))
+    return b"".join((body[:start], fixed, body[end:], b"\n"))
 
 
-def _unknown_evidence(block: bytes, ends: list[int], clean: set[bytes], looked: Collection[int] = ()) -> list[int]:
+def _unknown_evidence(
+    block: bytes,
+    ends: list[int],
+    clean: set[bytes],
+    looked: Collection[int] = (),
+    fixed_cells: dict[bytes, bytes] | None = None,
+) -> list[int]:
     """The rows whose evidence the policy is not known to leave as it is (``clean``).
 
     Each distinct evidence the block holds that is not known yet is judged once, here: small
     packs repeat a few hundred values over their rows, which would otherwise each go through
-    the policy. The evidence of a ``looked`` row is left to that row's own pass.
+    the policy. Evidence it changes goes into ``fixed_cells`` as the policy left it, for its rows'
+    pass; evidence it leaves as it is is remembered (up to :data:`_CLEAN_CELL` bytes) and its rows
+    need nothing. The evidence of a ``looked`` row is left to that row's own pass.
     """
     lines = block.split(b"\n")
     # Split at line ends when every row is one line (the common case, in C); else row by row.
     rows = lines[:-1] if len(lines) == len(ends) + 1 else [block[s : e - 1] for s, e in zip([0, *ends], ends)]
     # Each row's _evidence_span, written out: a call per row cost a third of the time.
-    cells = [
-        _EMPTY_OBJECT if head.endswith(_COMMA_EMPTY_OBJECT) else head[head.rfind(b',"{') + 1 :]
-        for row in rows
-        for head in (row.rsplit(b",", _AFTER_EVIDENCE)[0],)
-    ]
+    cells = [head[head.rfind(b',"{') + 1 :] for row in rows for head in (row.rsplit(b",", _AFTER_EVIDENCE)[0],)]
     unknown = set(cells).difference(clean)
     if not unknown:
         return []
-    learned = [cell for cell in unknown.difference(cells[row] for row in looked) if _left_as_it_is(cell)]
-    for cell in learned:
-        _remember(clean, cell)
-    unknown.difference_update(learned)
+    if any(cell.endswith(_COMMA_EMPTY_OBJECT) for cell in unknown):
+        # The empty object, unquoted: the bytes above run from an earlier cell to it (a quoted
+        # object ends with a quote). Only a block that holds one pays for looking at each row again.
+        cells = [_EMPTY_OBJECT if cell.endswith(_COMMA_EMPTY_OBJECT) else cell for cell in cells]
+        unknown = set(cells).difference(clean)
+        if not unknown:
+            return []
+    left = []
+    for cell in unknown.difference(cells[row] for row in looked):
+        fixed = _policy_cell(cell, False)
+        if fixed == cell:
+            _remember(clean, cell)
+            left.append(cell)
+        elif fixed is not None and fixed_cells is not None:
+            fixed_cells[cell] = fixed
+    unknown.difference_update(left)
     return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
-
-
-def _left_as_it_is(cell: bytes) -> bool:
-    """Whether the policy, without personal data, leaves an evidence cell (an object) as it is."""
-    if cell == _EMPTY_OBJECT:
-        evidence = "{}"
-    elif len(cell) <= _CLEAN_CELL and _quoted_object(cell):
-        evidence = _object_text(cell)
-    else:
-        return False
-    return documents.copied_evidence_cell(evidence, include_pii=False) == evidence
 
 
 def _looks(block: bytes, ends: list[int], include_pii: bool) -> dict[int, int]:
@@ -297,7 +325,8 @@ def _looks(block: bytes, ends: list[int], include_pii: bool) -> dict[int, int]:
 
 
 def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bool, clean: set[bytes]) -> bytes:
-    """The block with every row that needs it passed through the row function.
+    """The block with every row that needs it passed through the row function, or only its
+    evidence through the policy when only the evidence can need it.
 
     With personal data, the rows the first look matches. Without, also the rows that hold
     personal data by shape anywhere, and the rows whose evidence the policy has not yet been
@@ -307,8 +336,9 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     looked = _looks(block, ends, include_pii)
     rows = set(long_rows)
     rows.update(looked)
+    fixed_cells: dict[bytes, bytes] = {}
     if not include_pii:
-        rows.update(_unknown_evidence(block, ends, clean, looked))
+        rows.update(_unknown_evidence(block, ends, clean, looked, fixed_cells))
     if not rows:
         return block
     # The rows in between go into the join as views of the block, not as copies of it.
@@ -318,13 +348,11 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
     for row in sorted(rows):
         start = ends[row - 1] if row else 0
         line = block[start : ends[row]]
-        if include_pii:
-            fixed = _fixed(line, True)
-        elif len(line) > _LONG_ROW:
-            fixed = _fixed(line, False, clean)
+        if len(line) > _LONG_ROW:
+            fixed = _fixed(line, include_pii, None if include_pii else clean)
         else:
             at = looked.get(row)
-            fixed = _fixed_evidence(line, clean, None if at is None else at - start)
+            fixed = _fixed_evidence(line, include_pii, clean, None if at is None else at - start, fixed_cells)
         out += [view[done:start], fixed]
         done = ends[row]
     out.append(view[done:])

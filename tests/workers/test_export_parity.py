@@ -267,6 +267,8 @@ _EVIDENCE_POOL = [
     "John Smith",
     5,
     {},
+    # Past the policy's own memory of short values, and changed with personal data and without.
+    {"password": "hunter2", "description": "Requires multifactor authentication. " * 40},
 ]
 _TITLES = _STRINGS | st.sampled_from(
     ['{"role": "Global Administrator", "last_sign_in_days": 3}', 'x,"{', '{', 'case 000000001', "Top 10 risks"]
@@ -354,12 +356,12 @@ def test_without_personal_data_known_clean_evidence_skips_the_row_function(monke
     common_text, personal_text = (json.dumps(v, separators=(", ", ": ")) for v in (common, personal))
     clean: set[bytes] = set()
     first = export._settle(block, ends, [], False, clean)
-    # Each distinct evidence of the block is judged once, not once per row; the evidence the
-    # policy changes goes through it again for its row.
-    assert sorted(calls) == sorted([common_text, personal_text, personal_text])
+    # Each distinct evidence of the block goes through the policy once, not once per row, and
+    # the evidence it changes is written into its row as it came out.
+    assert sorted(calls) == sorted([common_text, personal_text])
     calls.clear()
     assert export._settle(block, ends, [], False, clean) == first
-    assert calls == [personal_text, personal_text]  # only the evidence that names a person
+    assert calls == [personal_text]  # only the evidence that names a person
     assert b"Mia Manager" not in first
 
 
@@ -385,6 +387,35 @@ def test_without_personal_data_findings_without_evidence_skip_the_row_function(m
     assert judged == [] and rows == []
 
 
+@pytest.mark.parametrize("include_pii", [True, False])
+def test_long_evidence_repeated_over_a_block_goes_through_the_policy_once(monkeypatch, include_pii):
+    """Findings of one rule often share a long evidence value: the policy sees it once per block,
+    and a row whose other cells need nothing gets only its evidence replaced, with personal data too."""
+    from storage import export
+
+    conditions = {
+        f"rule_{i}": {"status": "enabled", "description": f"Requires multifactor authentication for group {i}"}
+        for i in range(20)
+    }
+    evidence = json.dumps({"conditions": conditions, "password": "hunter2"}, separators=(", ", ": "))
+    assert len(evidence) > documents._SHORT_EVIDENCE  # past the policy's own memory of short values
+    lines = [
+        export.copy_line([str(i), "conditional_access", "high", "new", "user", None, redaction.PII_PLACEHOLDER,
+                          "Policy gap", evidence, "2026-11-20T10:00:00Z", None, "2026-11-20T10:00:00Z"])
+        for i in range(1, 11)
+    ]
+    block, ends = b"".join(lines), [sum(len(x) for x in lines[: i + 1]) for i in range(len(lines))]
+    expected = b"".join(export._fixed(line, include_pii) for line in lines)
+    real_evidence, judged = documents.copied_evidence, []
+    monkeypatch.setattr(documents, "copied_evidence", lambda text, **kw: judged.append(text) or real_evidence(text, **kw))
+    real_row, rows = export._fixed, []
+    monkeypatch.setattr(export, "_fixed", lambda row, *args: rows.append(row) or real_row(row, *args))
+    settled = export._settle(block, ends, [], include_pii, set())
+    assert settled == expected
+    assert judged == [evidence] and rows == []
+    assert b"hunter2" not in settled and settled.count(redaction.SECRET_PLACEHOLDER.encode()) == 10
+
+
 def test_without_personal_data_evidence_known_clean_in_one_pack_is_known_in_the_next(pg_url, monkeypatch):
     """The verdict on evidence depends on its text alone: the next export, of another tenant too, reuses it."""
     from storage import export
@@ -404,10 +435,10 @@ def test_without_personal_data_evidence_known_clean_in_one_pack_is_known_in_the_
         real, calls = documents.copied_evidence, []
         monkeypatch.setattr(documents, "copied_evidence", lambda text, **kw: calls.append(json.loads(text)) or real(text, **kw))
         first = b"".join(block.data for block in export.copy_findings(conn, tenants[0], include_pii=False))
-        assert sorted(calls, key=lambda value: "manager" in value) == [common, personal, personal]
+        assert sorted(calls, key=lambda value: "manager" in value) == [common, personal]
         calls.clear()
         second = b"".join(block.data for block in export.copy_findings(conn, tenants[1], include_pii=False))
-        assert calls == [personal, personal]  # judged, then rewritten for its row
+        assert calls == [personal]  # the policy changes it: its verdict is not remembered
         transaction.rollback()
     assert b"Mia Manager" not in first + second
     assert len(export._KNOWN_CLEAN) == 1
