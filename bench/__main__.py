@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -177,11 +178,16 @@ class Worker:
             self.process.kill()
 
 
-def seed_tenant(env: Environment, findings: int, *, name: str = "Contoso", personal_share: float = 0.0):
+def seed_tenant(
+    env: Environment, findings: int, *, name: str = "Contoso", personal_share: float = 0.0, evidence: str | None = None
+):
+    """A tenant with ``findings`` findings; ``evidence`` (JSON text), when given, is every finding's evidence."""
     with env.session() as session:
         ids = seed_demo(session, findings=0, name=name)
         add_findings(session, ids.tenant_id, findings, personal_share=personal_share)
     with psycopg.connect(env.database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        if evidence is not None:
+            conn.execute("UPDATE findings SET evidence = %s::jsonb WHERE tenant_id = %s", (evidence, ids.tenant_id))
         conn.execute("VACUUM ANALYZE findings")
     return ids
 
@@ -269,7 +275,6 @@ def end_to_end(env: Environment, ids, runs: int, *, include_pii: bool = True) ->
 def content_digest(env: Environment, pack_id: int) -> str:
     """metadata.json's content_sha256: equal for every pack of one fingerprint (the pack's own
     identity and generation time make each archive's bytes differ)."""
-    import json
     import zipfile
 
     with env.session() as session:
@@ -438,6 +443,52 @@ def personal_data_off(env: Environment, personal, runs: int) -> list[tuple[str, 
     ]
 
 
+# Evidence one rule's findings share: a policy's conditions, 2.2 KB, which the first look matches
+# ("authentication") and the policy changes without personal data (free text under unknown keys).
+SHARED_EVIDENCE = json.dumps({
+    "policy": {
+        "id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+        "state": "enabled",
+        "conditions": {
+            f"rule_{i}": {
+                "status": "enabled",
+                "count": i,
+                "description": f"Requires multifactor authentication for group {i} when signing in from an unmanaged device",
+            }
+            for i in range(14)
+        },
+    }
+})
+
+
+def evidence_shapes(env: Environment, findings: int, runs: int) -> list[tuple[str, str, str]]:
+    """Two shapes of evidence the demo data does not have, each against its own floor: findings
+    without evidence, and findings that all carry one long evidence value. No target: they show
+    that neither shape sends every row through the policy."""
+    shapes = [
+        ("no evidence ({})", seed_tenant(env, findings, name="Bare", evidence="{}"), (False,)),
+        ("one shared 2.2 KB evidence", seed_tenant(env, findings // 5, name="Shared", evidence=SHARED_EVIDENCE), (True, False)),
+    ]
+    rows = []
+    for label, ids, modes in shapes:
+        plain = [floor_seconds(env, ids.tenant_id)[0] for _ in range(runs)]
+        floor = statistics.median(plain)
+        rows.append((f"floor, {label} (median)", f"{floor:.2f} s", f"runs {', '.join(f'{v:.2f}' for v in plain)}"))
+        for include_pii in modes:
+            worker = Worker(env, pool="prefork", concurrency=2)
+            try:
+                e2e, view = end_to_end(env, ids, runs, include_pii=include_pii)
+            finally:
+                worker.stop()
+            ours = statistics.median(e2e)
+            rows.append((
+                f"end to end, {view.rows_written:,} rows, {label}, PII {'on' if include_pii else 'off'} (median)",
+                f"{ours:.2f} s ({ours / floor:.2f}x)",
+                f"runs {', '.join(f'{v:.2f}' for v in e2e)}; {worker.phases()}; no target",
+            ))
+    return rows
+
+
 def scaling(env: Environment, tenants: list) -> list[tuple[str, str, str]]:
     """Two large packs requested at once: the time until both are ready, on 1 and on 2 worker processes."""
     rows = []
@@ -549,6 +600,10 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-small", action="store_true", help="only the large pack (for the 10M run)")
     parser.add_argument("--skip-personal", action="store_true", help="no PII-off tenant (for the 10M run)")
     parser.add_argument("--scaling", action="store_true", help="also two large packs at once on 1 and 2 processes")
+    parser.add_argument(
+        "--evidence-shapes", action="store_true",
+        help="also findings without evidence, and findings sharing one long evidence (a fifth as many)",
+    )
     parser.add_argument("--micro-only", action="store_true", help="only the redaction micro-benchmarks")
     parser.add_argument(
         "--requests-only", action="store_true", help="only request_pack latency on the large tenant (1 and 8 producers)"
@@ -599,6 +654,8 @@ def main(argv=None) -> int:
             rows += personal_data_off(env, personal, args.runs)
             if args.scaling:
                 rows += scaling(env, [big, personal])
+        if args.evidence_shapes:
+            rows += evidence_shapes(env, args.findings, args.runs)
 
         rss_small = peak_rss(env, small)
         rss_big = peak_rss(env, big)
