@@ -185,7 +185,7 @@ def seed_tenant(
     with env.session() as session:
         ids = seed_demo(session, findings=0, name=name)
         add_findings(session, ids.tenant_id, findings, personal_share=personal_share)
-    with psycopg.connect(env.database_url.replace("+psycopg", ""), autocommit=True) as conn:
+    with psycopg.connect(env_url_plain(env.database_url), autocommit=True) as conn:
         if evidence is not None:
             conn.execute("UPDATE findings SET evidence = %s::jsonb WHERE tenant_id = %s", (evidence, ids.tenant_id))
         conn.execute("VACUUM ANALYZE findings")
@@ -308,18 +308,16 @@ def wait_all_ready(env: Environment, pack_ids: list[int], timeout: float = 600) 
     pending = list(pack_ids)
     final = [str(s) for s in TERMINAL_PACK_STATUSES]
     deadline = time.monotonic() + timeout
-    with psycopg.connect(env.database_url.replace("+psycopg", ""), autocommit=True) as conn:
+    with psycopg.connect(env_url_plain(env.database_url), autocommit=True) as conn:
         while pending and time.monotonic() < deadline:
-            done = conn.execute(
+            done = dict(conn.execute(
                 f"SELECT id, status FROM {ReviewPack.__tablename__} WHERE id = ANY(%s) AND status = ANY(%s)",
                 (pending, final),
-            ).fetchall()
-            for pack_id, status in done:
+            ).fetchall())
+            for pack_id, status in done.items():
                 if status != "ready":
                     raise BenchFailure(f"small pack {pack_id} ended {status}")
-            if done:
-                finished = {pack_id for pack_id, _ in done}
-                pending = [pack_id for pack_id in pending if pack_id not in finished]
+            pending = [pack_id for pack_id in pending if pack_id not in done]
             time.sleep(0.02)
     if pending:
         raise BenchFailure(f"{len(pending)} small packs not ready")

@@ -160,8 +160,9 @@ def _fixed(row: bytes, include_pii: bool, clean: set[bytes] | None = None) -> by
         for cell, out in zip(cells, documents.copied_finding_row(cells, include_pii=include_pii), strict=True)
     ]
     evidence = cells[_EVIDENCE]
-    if clean is not None and evidence is not None and fixed[_EVIDENCE] == evidence and len(evidence) <= _CLEAN_CELL:
-        # The policy left this evidence as it is: rows that carry it need no second look at it.
+    # Evidence the policy leaves as it is without personal data needs no second look in the rows
+    # that carry it; evidence too long to be remembered is not encoded for it.
+    if not include_pii and clean is not None and evidence is not None and len(evidence) <= _CLEAN_CELL and evidence == fixed[_EVIDENCE]:
         _remember(clean, _copy_cell(evidence).encode("utf-8"))
     return copy_line(fixed)
 
@@ -232,6 +233,17 @@ def _policy_cell(cell: bytes, include_pii: bool) -> bytes | None:
     return cell if fixed == evidence else _copy_cell(fixed).encode("utf-8")
 
 
+def _judged(cell: bytes, include_pii: bool, clean: set[bytes], fixed_cells: dict[bytes, bytes]) -> bytes | None:
+    """:func:`_policy_cell`, kept in the block's ``fixed_cells``; evidence the policy leaves as it
+    is without personal data is remembered for the process too."""
+    fixed = _policy_cell(cell, include_pii)
+    if fixed is not None:
+        fixed_cells[cell] = fixed
+        if fixed == cell and not include_pii:
+            _remember(clean, cell)
+    return fixed
+
+
 def _fixed_evidence(
     row: bytes, include_pii: bool, clean: set[bytes], looked: int | None, fixed_cells: dict[bytes, bytes]
 ) -> bytes:
@@ -247,16 +259,11 @@ def _fixed_evidence(
     body = row[:-1]
     start, end = _evidence_span(body)
     if start == 0 or (looked is not None and looked < start):
-        return _fixed(row, include_pii, None if include_pii else clean)
+        return _fixed(row, include_pii, clean)
     cell = body[start:end]
-    fixed = fixed_cells.get(cell)
+    fixed = fixed_cells.get(cell) or _judged(cell, include_pii, clean, fixed_cells)
     if fixed is None:
-        fixed = _policy_cell(cell, include_pii)
-        if fixed is None:
-            return _fixed(row, include_pii, None if include_pii else clean)
-        fixed_cells[cell] = fixed
-        if fixed == cell and not include_pii:
-            _remember(clean, cell)
+        return _fixed(row, include_pii, clean)
     if fixed == cell:
         return row
     return b"".join((body[:start], fixed, body[end:], b"\n"))
@@ -273,9 +280,9 @@ def _unknown_evidence(
 
     Each distinct evidence the block holds that is not known yet is judged once, here: small
     packs repeat a few hundred values over their rows, which would otherwise each go through
-    the policy. Evidence it changes goes into ``fixed_cells`` as the policy left it, for its rows'
-    pass; evidence it leaves as it is is remembered (up to :data:`_CLEAN_CELL` bytes) and its rows
-    need nothing. The evidence of a ``looked`` row is left to that row's own pass.
+    the policy. Each goes into ``fixed_cells`` as the policy left it, for its rows' pass; evidence
+    it leaves as it is is remembered (up to :data:`_CLEAN_CELL` bytes) and its rows need nothing.
+    The evidence of a ``looked`` row is left to that row's own pass.
     """
     lines = block.split(b"\n")
     # Split at line ends when every row is one line (the common case, in C); else row by row.
@@ -292,15 +299,10 @@ def _unknown_evidence(
         unknown = set(cells).difference(clean)
         if not unknown:
             return []
-    left = []
-    for cell in unknown.difference(cells[row] for row in looked):
-        fixed = _policy_cell(cell, False)
-        if fixed == cell:
-            _remember(clean, cell)
-            left.append(cell)
-        elif fixed is not None and fixed_cells is not None:
-            fixed_cells[cell] = fixed
-    unknown.difference_update(left)
+    judged = {} if fixed_cells is None else fixed_cells
+    unknown.difference_update(
+        [cell for cell in unknown.difference(cells[row] for row in looked) if _judged(cell, False, clean, judged) == cell]
+    )
     return [row for row, cell in enumerate(cells) if cell in unknown] if unknown else []
 
 
@@ -349,7 +351,7 @@ def _settle(block: bytes, ends: list[int], long_rows: list[int], include_pii: bo
         start = ends[row - 1] if row else 0
         line = block[start : ends[row]]
         if len(line) > _LONG_ROW:
-            fixed = _fixed(line, include_pii, None if include_pii else clean)
+            fixed = _fixed(line, include_pii, clean)
         else:
             at = looked.get(row)
             fixed = _fixed_evidence(line, include_pii, clean, None if at is None else at - start, fixed_cells)
