@@ -221,7 +221,7 @@ def floor_seconds(env: Environment, tenant_id: int, *, own: bool = False) -> tup
         script.write_text(statement + ";\n")
     else:
         script.write_text(plain_statement(tenant_id) + "\n")
-    url = env.database_url.replace("postgresql+psycopg://", "postgresql://")
+    url = env_url_plain(env.database_url)
     out = env.home / "floor.csv.gz"
     started = time.perf_counter()
     subprocess.run(
@@ -238,7 +238,7 @@ def wait_ready(env: Environment, pack_id: int, actor: int, timeout: float = 3600
     pack, end to end (bench/results.md)."""
     deadline = time.monotonic() + timeout
     final = tuple(str(s) for s in TERMINAL_PACK_STATUSES)
-    with psycopg.connect(env.database_url.replace("+psycopg", ""), autocommit=True) as conn:
+    with psycopg.connect(env_url_plain(env.database_url), autocommit=True) as conn:
         while time.monotonic() < deadline:
             row = conn.execute(f"SELECT status FROM {ReviewPack.__tablename__} WHERE id = %s", (pack_id,)).fetchone()
             if row is not None and row[0] in final:
